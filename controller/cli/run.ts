@@ -1,0 +1,62 @@
+/** The `cox` command line: parses arguments and dispatches to commands. */
+import { parseArgs } from "node:util";
+import { PharosError } from "../../core/errors.ts";
+import { readConfigFile, resolveConfig } from "../config.ts";
+import { caExport } from "./ca.ts";
+import type { CliIo } from "./io.ts";
+
+const USAGE = `usage: cox <command> [flags]
+
+commands:
+  ca export [--which root|fleet|device]   print the CA certificates (PEM)
+
+global flags:
+  --state DIR     state directory (env PHAROS_STATE, default ./state)
+  --config FILE   JSON config file (env PHAROS_CONFIG)
+`;
+
+export async function runCli(
+  args: string[],
+  io: CliIo,
+  env: (n: string) => string | undefined,
+): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        state: { type: "string" },
+        config: { type: "string" },
+        which: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    io.err(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help || positionals.length === 0) {
+    io.err(USAGE);
+    return values.help ? 0 : 2;
+  }
+  try {
+    const file = await readConfigFile(values.config ?? env("PHAROS_CONFIG"));
+    const cfg = resolveConfig({ state: values.state }, env, file);
+    const cmd = positionals.join(" ");
+    switch (cmd) {
+      case "ca export":
+        return await caExport(cfg.state, values.which, io);
+      default:
+        io.err(`unknown command "${cmd}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof PharosError) {
+      io.err(`error: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Secrets at rest. The state directory holds `secret.key` (32 random bytes,
+ * mode 0600); CA and signing keys are stored in the database only sealed
+ * under it (AES-256-GCM, with the row's name as associated data), so a copy
+ * of the database alone, e.g. a Postgres dump, yields no usable key.
+ */
+import { PharosError } from "../core/errors.ts";
+
+export class KeystoreError extends PharosError {}
+
+const NONCE = 12;
+
+export class Keystore {
+  private constructor(private readonly key: CryptoKey) {}
+
+  /** Opens `dir/secret.key`, creating it (0600) on first run. */
+  static async open(dir: string): Promise<Keystore> {
+    const path = `${dir}/secret.key`;
+    let raw: Uint8Array;
+    try {
+      raw = await Deno.readFile(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      raw = crypto.getRandomValues(new Uint8Array(32));
+      await Deno.writeFile(path, raw, { mode: 0o600, createNew: true });
+    }
+    if (raw.length !== 32) {
+      throw new KeystoreError(
+        "bad-secret",
+        `${path} must hold exactly 32 bytes; restore it from backup`,
+      );
+    }
+    const key = await crypto.subtle.importKey(
+      "raw",
+      raw as Uint8Array<ArrayBuffer>,
+      "AES-GCM",
+      false,
+      [
+        "encrypt",
+        "decrypt",
+      ],
+    );
+    return new Keystore(key);
+  }
+
+  async seal(plaintext: Uint8Array, label: string): Promise<Uint8Array> {
+    const iv = crypto.getRandomValues(new Uint8Array(NONCE));
+    const ct = await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv, additionalData: new TextEncoder().encode(label) },
+      this.key,
+      plaintext as Uint8Array<ArrayBuffer>,
+    );
+    const out = new Uint8Array(NONCE + ct.byteLength);
+    out.set(iv);
+    out.set(new Uint8Array(ct), NONCE);
+    return out;
+  }
+
+  async open(sealed: Uint8Array, label: string): Promise<Uint8Array> {
+    try {
+      const pt = await crypto.subtle.decrypt(
+        {
+          name: "AES-GCM",
+          iv: sealed.slice(0, NONCE),
+          additionalData: new TextEncoder().encode(label),
+        },
+        this.key,
+        sealed.subarray(NONCE) as Uint8Array<ArrayBuffer>,
+      );
+      return new Uint8Array(pt);
+    } catch {
+      throw new KeystoreError(
+        "unseal-failed",
+        `cannot unseal "${label}": the database and secret.key do not belong together (restore both from the same backup)`,
+      );
+    }
+  }
+}

@@ -1,0 +1,20 @@
+// `deno task controller`: runs the controller on its embedded defaults.
+import { parseArgs } from "node:util";
+import { readConfigFile, resolveConfig } from "./config.ts";
+import { startController } from "./serve.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    state: { type: "string" },
+    "ui-listen": { type: "string" },
+    "log-level": { type: "string" },
+    config: { type: "string" },
+  },
+});
+const env = (n: string) => Deno.env.get(n);
+const cfg = resolveConfig(values, env, await readConfigFile(values.config ?? env("PHAROS_CONFIG")));
+const controller = await startController(cfg);
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(sig, () => controller.shutdown().then(() => Deno.exit(0)));
+}
