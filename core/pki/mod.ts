@@ -13,3 +13,4 @@ export * from "./revocation.ts";
 export * from "./renewal.ts";
 export * from "./fingerprint.ts";
 export { X509Certificate } from "@peculiar/x509";
+export * from "./key_files.ts";
