@@ -1,0 +1,110 @@
+/**
+ * The relay's leg to the controller's gRPC server: one long-lived HTTP/2
+ * session over TLS 1.3 inside the transport, opened lazily and reopened
+ * after it closes. The relay presents its relay certificate and accepts
+ * only a controller-role server certificate named `coxswain-grpc`.
+ */
+import http2 from "node:http2";
+import tls from "node:tls";
+import type { Logger } from "../core/log.ts";
+import type { TrustStore } from "../core/pki/mod.ts";
+import type { BackendTransport } from "./transport.ts";
+
+export const CONTROLLER_SERVER_NAME = "coxswain-grpc";
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export interface RelayIdentity {
+  /** Relay leaf followed by the Fleet CA, PEM. */
+  certPem: string;
+  keyPem: string;
+  /** PEM the TLS library trusts (root and Fleet CA). */
+  caPem: string;
+  trust: TrustStore;
+}
+
+export class Backend {
+  #session?: Promise<http2.ClientHttp2Session>;
+  #current?: http2.ClientHttp2Session;
+
+  constructor(
+    private readonly transport: BackendTransport,
+    private readonly id: RelayIdentity,
+    private readonly log: Logger,
+  ) {}
+
+  /** The current session to the controller, connecting if needed. */
+  session(): Promise<http2.ClientHttp2Session> {
+    // A session whose connection just died may not have emitted "close" yet.
+    if (this.#current && (this.#current.closed || this.#current.destroyed)) this.reset();
+    if (!this.#session) {
+      const forget = () => {
+        if (this.#session === p) this.#session = undefined;
+      };
+      const p: Promise<http2.ClientHttp2Session> = this.#connect().then((s) => {
+        s.once("close", forget);
+        s.once("goaway", forget);
+        this.#current = s;
+        return s;
+      });
+      this.#session = p;
+      p.catch(forget);
+    }
+    return this.#session;
+  }
+
+  /** Drops the session (e.g. when a new tunnel replaces the old). */
+  reset(): void {
+    const s = this.#session;
+    this.#session = undefined;
+    this.#current = undefined;
+    s?.then((x) => x.destroy(), () => {});
+  }
+
+  async #connect(): Promise<http2.ClientHttp2Session> {
+    const raw = await this.transport.dial();
+    const sock = tls.connect({
+      socket: raw,
+      servername: CONTROLLER_SERVER_NAME,
+      ALPNProtocols: ["h2"],
+      minVersion: "TLSv1.3",
+      ca: this.id.caPem,
+      cert: this.id.certPem,
+      key: this.id.keyPem,
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(
+          () => reject(new Error("TLS handshake with the controller timed out")),
+          CONNECT_TIMEOUT_MS,
+        );
+        sock.once("secureConnect", () => {
+          clearTimeout(t);
+          resolve();
+        });
+        sock.once("error", (e) => {
+          clearTimeout(t);
+          reject(e);
+        });
+      });
+      const peer = sock.getPeerCertificate(true);
+      await this.id.trust.verify(new Uint8Array(peer.raw), {
+        expect: "controller",
+        usage: "serverAuth",
+      });
+    } catch (e) {
+      sock.destroy();
+      raw.destroy();
+      this.log.warn("controller connection refused", { transport: this.transport.name, error: e });
+      throw e;
+    }
+    const session = http2.connect(`https://${CONTROLLER_SERVER_NAME}`, {
+      createConnection: () => sock,
+    });
+    // The transport may die under TLS (a cut tunnel, a dropped pipe) without
+    // the TLS socket noticing: tie the session's life to the raw stream.
+    raw.once("close", () => session.destroy());
+    session.on("error", (e) => this.log.warn("controller session error", { error: e }));
+    this.log.info("connected to controller", { transport: this.transport.name });
+    return session;
+  }
+}

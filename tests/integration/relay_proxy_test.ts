@@ -1,0 +1,230 @@
+// deno-lint-ignore-file no-explicit-any
+/**
+ * The relay forwards any gRPC call without its schema, over each transport:
+ * four call kinds, statuses and trailers, metadata rules, device checks.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { deviceFingerprint } from "../../core/pki/mod.ts";
+import { embeddedTransport } from "../../relay/transport.ts";
+import { makeFleet } from "../support/pki_fixture.ts";
+import { type Harness, relayHarness, unary } from "../support/relay_harness.ts";
+
+const transports = {
+  embedded: (accept: (c: any) => void) => Promise.resolve(embeddedTransport(accept)),
+};
+
+function collect(call: any): Promise<{ items: any[]; status: grpc.StatusObject }> {
+  const items: any[] = [];
+  return new Promise((resolve) => {
+    call.on("data", (m: any) => items.push(m));
+    call.on("error", () => {});
+    call.on("status", (status: grpc.StatusObject) => resolve({ items, status }));
+  });
+}
+
+for (const [name, transport] of Object.entries(transports)) {
+  const withHarness = (title: string, fn: (h: Harness) => Promise<void>) =>
+    Deno.test({
+      name: `relay (${name}): ${title}`,
+      sanitizeOps: false,
+      sanitizeResources: false,
+      fn: async () => {
+        const h = await relayHarness(transport);
+        try {
+          await fn(h);
+        } finally {
+          await h.close();
+        }
+      },
+    });
+
+  withHarness(
+    "unary call with metadata rules, trailers and the injected fingerprint",
+    async (h) => {
+      const md = new grpc.Metadata();
+      md.set("x-pharos-device-fp", "sha256:" + "0".repeat(64));
+      md.set("X-Pharos-Evil", "1");
+      md.set("pharos-session", "tok");
+      md.set("x-other", "kept");
+      const { res, trailers } = await unary(h.client(), "Unary", { text: "hi" }, md);
+      assert.equal(res.text, "hi");
+      assert.equal(res.metadata["x-pharos-device-fp"], await deviceFingerprint(h.device.cert));
+      assert.equal(res.metadata["x-pharos-evil"], undefined);
+      assert.equal(res.metadata["pharos-session"], "tok");
+      assert.equal(res.metadata["x-other"], "kept");
+      assert.equal(Object.keys(res.metadata).filter((k) => k.startsWith("x-pharos-")).length, 1);
+      assert.equal(trailers["x-echo-trailer"], "done");
+      const line = h.logs.map((l) => JSON.parse(l)).find((l) => l.msg === "call");
+      assert.equal(line.method, "/pharos.test.v1.Echo/Unary");
+      assert.equal(line.status, 0);
+      assert.match(line.device, /^sha256:[0-9a-f]{12}$/);
+      assert.ok(!JSON.stringify(h.logs).includes("tok"), "metadata values are never logged");
+    },
+  );
+
+  withHarness("error statuses, messages and trailers pass through", async (h) => {
+    await assert.rejects(unary(h.client(), "Unary", { text: "nope", fail_code: 9 }), (e: any) => {
+      assert.equal(e.code, 9);
+      assert.equal(e.details, "echo failure: nope");
+      assert.equal(e.metadata.get("x-echo-trailer")[0], "failed");
+      return true;
+    });
+  });
+
+  withHarness("server streaming, client streaming and bidi", async (h) => {
+    const c = h.client();
+    const ss = await collect(c.ServerStream({ text: "s", count: 50 }));
+    assert.equal(ss.status.code, 0);
+    assert.deepEqual(ss.items.map((m) => m.seq), [...Array(50).keys()]);
+    assert.equal(ss.status.metadata.get("x-echo-trailer")[0], "sent-50");
+
+    const cs = await new Promise<any>((resolve, reject) => {
+      const call = c.ClientStream((err: any, res: any) => (err ? reject(err) : resolve(res)));
+      for (const t of ["a", "b", "c"]) call.write({ text: t });
+      call.end();
+    });
+    assert.equal(cs.text, "a,b,c");
+
+    const bidi = c.Bidi();
+    const got = collect(bidi);
+    const blob = new Uint8Array(256 * 1024).map((_, i) => (i * 31 + 7) & 0xff);
+    for (let i = 0; i < 20; i++) bidi.write({ text: `m${i}`, blob: Buffer.from(blob) });
+    bidi.end();
+    const b = await got;
+    assert.equal(b.status.code, 0);
+    assert.equal(b.items.length, 20);
+    assert.equal(b.items[19].text, "M19");
+    assert.deepEqual(new Uint8Array(b.items[7].blob), blob);
+  });
+
+  withHarness("a failure in the middle of a stream keeps its status", async (h) => {
+    const r = await collect(
+      h.client().ServerStream({ text: "boom", count: 10, fail_after: 4, fail_code: 10 }),
+    );
+    assert.equal(r.items.length, 4);
+    assert.equal(r.status.code, 10);
+    assert.equal(r.status.details, "echo failure: boom");
+  });
+
+  withHarness(
+    "the controller connection dying mid-stream ends the call UNAVAILABLE, then calls recover",
+    async (h) => {
+      const r = await collect(h.client().ServerStream({ text: "x", count: 100, drop_after: 5 }));
+      assert.ok(r.items.length >= 1 && r.items.length < 100, `${r.items.length} items`);
+      assert.equal(r.status.code, grpc.status.UNAVAILABLE);
+      assert.match(r.status.details, /connection to the controller was lost/);
+      const { res } = await unary(h.client(), "Unary", { text: "again" });
+      assert.equal(res.text, "again");
+    },
+  );
+
+  withHarness("without a device certificate only ClaimEnrollment passes", async (h) => {
+    const anon = h.client(null);
+    await assert.rejects(unary(anon, "Unary", { text: "x" }), (e: any) => {
+      assert.equal(e.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(e.details, "relay: /pharos.test.v1.Echo/Unary requires a device certificate");
+      return true;
+    });
+    // The claim itself goes through, with spoofed metadata stripped.
+    const claimClient = new grpc.Client(
+      `localhost:${h.relay.port}`,
+      grpc.credentials.createSsl(Buffer.from(h.fleet.rootPem)),
+    );
+    const call = (path: string) =>
+      new Promise<any>((resolve, reject) => {
+        const md = new grpc.Metadata();
+        md.set("x-pharos-device-fp", "sha256:" + "1".repeat(64));
+        claimClient.makeUnaryRequest(
+          path,
+          (x: Buffer) => x,
+          (x: Buffer) => x,
+          Buffer.from([0x0a, 0x03, 0x74, 0x6f, 0x6b]), // field 1 "tok"
+          md,
+          (err, res) => (err ? reject(err) : resolve(res)),
+        );
+      });
+    const res: Buffer = await call("/pharos.account.v1.AccountSync/ClaimEnrollment");
+    const text = new TextDecoder().decode(res);
+    assert.ok(text.includes("claimed:tok"));
+    assert.ok(
+      !text.includes("x-pharos-device-fp"),
+      "no fingerprint reaches the backend on a cert-less claim",
+    );
+    await assert.rejects(
+      call("/pharos.account.v1.AccountSync/ClaimEnrollmentX"),
+      (e: any) => e.code === grpc.status.UNAUTHENTICATED,
+    );
+    await assert.rejects(
+      call("/pharos.account.v1.AccountSync/Authenticate"),
+      (e: any) => e.code === grpc.status.UNAUTHENTICATED,
+    );
+    claimClient.close();
+  });
+
+  withHarness("foreign, revoked and wrong-role client certificates are refused", async (h) => {
+    const other = await makeFleet();
+    const foreign = await other.issue({ kind: "device", name: "intruder" });
+    const refused = (reason: RegExp) => (e: any) => {
+      assert.equal(e.code, grpc.status.UNAUTHENTICATED);
+      assert.match(e.details, /^relay: device certificate refused: /);
+      assert.match(e.details, reason);
+      return true;
+    };
+    const before = h.backend.connections.length;
+    await assert.rejects(
+      unary(h.client(foreign), "Unary", { text: "x" }),
+      refused(/not issued by this fleet/),
+    );
+    // A relay certificate is not a device, whatever it chains to.
+    await assert.rejects(
+      unary(h.client(h.relayLeaf), "Unary", { text: "x" }),
+      refused(/relay certificate was presented/),
+    );
+
+    // Revocation takes effect on a live relay, without restart.
+    const c = h.client();
+    await unary(c, "Unary", { text: "before" });
+    h.revoked.add(h.device.cert.serialNumber);
+    await assert.rejects(unary(c, "Unary", { text: "after" }), (e: any) => {
+      assert.equal(e.code, grpc.status.UNAUTHENTICATED);
+      assert.match(e.details, /revoked/);
+      return true;
+    });
+    await assert.rejects(
+      unary(h.client(), "Unary", { text: "new connection" }),
+      refused(/revoked/),
+    );
+    assert.ok(
+      h.backend.connections.length <= before + 1,
+      "refused calls open no controller connections",
+    );
+  });
+}
+
+Deno.test({
+  name: "relay: messages over the cap are refused at their header, both ways",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const h = await relayHarness(transports.embedded, { maxMessageBytes: 64 * 1024 });
+    try {
+      const big = Buffer.alloc(100 * 1024, 7);
+      await assert.rejects(unary(h.client(), "Unary", { text: "up", blob: big }), (e: any) => {
+        assert.equal(e.code, grpc.status.RESOURCE_EXHAUSTED);
+        assert.match(e.details, /exceeds the relay limit/);
+        return true;
+      });
+      // Small request, large answer (the bidi echo returns the blob).
+      const bidi = h.client().Bidi();
+      const got = collect(bidi);
+      bidi.write({ text: "down", blob: Buffer.alloc(40 * 1024, 1), count: 2 });
+      bidi.end();
+      const r = await got;
+      assert.equal(r.status.code, grpc.status.RESOURCE_EXHAUSTED);
+    } finally {
+      await h.close();
+    }
+  },
+});
