@@ -5,6 +5,7 @@
  * only a controller-role server certificate named `coxswain-grpc`.
  */
 import http2 from "node:http2";
+import "./http2_order_fix.ts";
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
 import type { TrustStore } from "../core/pki/mod.ts";

@@ -159,7 +159,9 @@ async function proxyCall(
     if (!logged) finish(Status.CANCELLED);
   });
 
-  // Controller → client.
+  // Controller → client. Trailers wait for the last DATA write to flush:
+  // ending the stream earlier can drop queued DATA on some HTTP/2 stacks.
+  let lastWrite: Promise<void> = Promise.resolve();
   const downScan = new MessageScanner(max);
   req.on("response", (h) => {
     if (stream.destroyed) return;
@@ -180,21 +182,32 @@ async function proxyCall(
       req.close(http2.constants.NGHTTP2_CANCEL);
       return fail(Status.RESOURCE_EXHAUSTED, `relay: ${(e as MessageTooLarge).message}`);
     }
-    if (!stream.write(chunk)) {
+    let flushed!: () => void;
+    lastWrite = new Promise((resolve) => (flushed = resolve));
+    if (!stream.write(chunk, () => flushed())) {
       req.pause();
       stream.once("drain", () => req.resume());
     }
   });
+  // The call is complete once every DATA byte was passed on ("end") AND the
+  // trailers arrived; "close" can come first while paused data is pending.
+  let ended = false;
+  const complete = () => {
+    if (logged || stream.destroyed || !ended || !trailers || !stream.headersSent) return;
+    finish(trailers["grpc-status"] ?? Status.UNKNOWN);
+    void lastWrite.then(() => stream.end());
+  };
   req.on("trailers", (t) => {
     trailers = forwardableHeaders(t) as Record<string, string>;
+    complete();
+  });
+  req.on("end", () => {
+    ended = true;
+    complete();
   });
   req.on("close", () => {
     if (logged || stream.destroyed) return;
-    if (trailers && stream.headersSent) {
-      finish(trailers["grpc-status"] ?? Status.UNKNOWN);
-      stream.end();
-      return;
-    }
+    if (trailers && req.rstCode === http2.constants.NGHTTP2_NO_ERROR) return complete();
     fail(Status.UNAVAILABLE, "relay: the connection to the controller was lost during the call");
   });
 }

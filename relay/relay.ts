@@ -36,6 +36,8 @@ export interface RunningRelay {
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const devices = new DeviceAuth(opts.trust, opts.revoked);
   const backend = new Backend(opts.transport, opts, opts.log);
+  // A new tunnel means the old backend session runs over a dead path.
+  opts.transport.onChange?.(() => backend.reset());
   const server = createClientServer({
     ...opts,
     devices,

@@ -10,6 +10,9 @@ export interface BackendTransport {
   dial(): Promise<Duplex>;
   /** Human-readable name for logs ("embedded", "tunnel"). */
   readonly name: string;
+  /** Registers a callback for when the path to the controller is replaced. */
+  onChange?(fn: () => void): void;
+  close?(): Promise<void>;
 }
 
 /** One end of an in-memory pipe: what it writes, its peer reads, with backpressure. */

@@ -88,16 +88,28 @@ class TcpMessageStream extends EventTarget {
 export function libp2pMuxer(
   conn: Deno.Conn,
   direction: "inbound" | "outbound",
-  opts: { keepAlive?: boolean } = {},
+  opts: { keepAlive?: boolean; maxStreams?: number } = {},
 ): YamuxMuxer {
-  const factory = yamux({ enableKeepAlive: opts.keepAlive ?? false })();
+  const factory = yamux({
+    enableKeepAlive: opts.keepAlive ?? false,
+    maxInboundStreams: opts.maxStreams,
+    maxOutboundStreams: opts.maxStreams,
+  })();
   const maConn = new TcpMessageStream(conn, direction);
   return factory.createStreamMuxer(
     maConn as unknown as Parameters<typeof factory.createStreamMuxer>[0],
   );
 }
 
-/** Writes `data` to a libp2p stream in `chunkSize` pieces, honouring drain. */
+/** Above this many bytes in a libp2p stream's own write buffer, wait for it to empty. */
+const STREAM_BUFFER_HIGH = 1024 * 1024;
+
+/**
+ * Writes `data` to a libp2p stream in `chunkSize` pieces with backpressure:
+ * `send()` returning false means "wait for drain", but while a send is in
+ * progress it returns true and buffers without limit, so the stream's write
+ * buffer is watched as well (its "idle" event fires when it is empty).
+ */
 export async function libp2pWrite(
   stream: LibYamuxStream,
   data: Uint8Array,
@@ -106,6 +118,16 @@ export async function libp2pWrite(
   for (let off = 0; off < data.length; off += chunkSize) {
     if (!stream.send(data.subarray(off, Math.min(data.length, off + chunkSize)))) {
       await stream.onDrain();
+    } else if (stream.writeBufferLength > STREAM_BUFFER_HIGH) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          stream.removeEventListener("idle", done);
+          stream.removeEventListener("close", done);
+          resolve();
+        };
+        stream.addEventListener("idle", done);
+        stream.addEventListener("close", done);
+      });
     }
   }
 }

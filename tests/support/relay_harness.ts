@@ -26,6 +26,7 @@ export async function relayHarness(
   makeTransport: (
     accept: (c: import("node:stream").Duplex) => void,
     fleet: Fleet,
+    relayLeaf: IssuedLeaf,
   ) => Promise<BackendTransport>,
   opts: { maxMessageBytes?: number } = {},
 ): Promise<Harness> {
@@ -35,6 +36,7 @@ export async function relayHarness(
   const device = await fleet.issue({ kind: "device", name: "test phone" });
   const revoked = new RevocationList();
   const logs: string[] = [];
+  const transport = await makeTransport((c) => backend.accept(c), fleet, relayLeaf);
   const relay = await startRelay({
     listen: { hostname: "127.0.0.1", port: 0 },
     certPem: relayLeaf.chainPem,
@@ -43,7 +45,7 @@ export async function relayHarness(
     deviceCaPem: certPem(fleet.pki.device.cert),
     trust: fleet.trust,
     revoked,
-    transport: await makeTransport((c) => backend.accept(c), fleet),
+    transport,
     log: createLogger("relay", { sink: (l) => logs.push(l) }),
     maxMessageBytes: opts.maxMessageBytes,
   });
@@ -65,6 +67,7 @@ export async function relayHarness(
       const c = new echoPkg.Echo(`localhost:${relay.port}`, creds, {
         "grpc.max_receive_message_length": 32 * 1024 * 1024,
         "grpc.max_send_message_length": 32 * 1024 * 1024,
+        "grpc.enable_retries": 0,
       });
       clients.push(c);
       return c;
@@ -72,6 +75,7 @@ export async function relayHarness(
     async close() {
       for (const c of clients) c.close();
       await relay.close();
+      await transport.close?.();
       backend.close();
     },
   };

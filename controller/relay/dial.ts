@@ -1,0 +1,63 @@
+/**
+ * Dialling a relay's controller-only port: TLS 1.3 with the controller's
+ * client certificate, and the relay's certificate must carry the relay
+ * role (not merely chain to the Fleet CA).
+ */
+import { isIP } from "node:net";
+import tls from "node:tls";
+import type { RevocationList, TrustStore, VerifiedCertificate } from "../../core/pki/mod.ts";
+
+export interface ControllerTlsIdentity {
+  /** Controller client leaf + Fleet CA, PEM. */
+  certPem: string;
+  keyPem: string;
+  /** Root (+ Fleet) CA PEM for the TLS library. */
+  caPem: string;
+  trust: TrustStore;
+  revoked?: RevocationList;
+}
+
+export const DIAL_TIMEOUT_MS = 10_000;
+
+/** Connects and returns the socket once the relay's role is verified. */
+export async function dialRelay(
+  target: { host: string; port: number; serverName?: string },
+  id: ControllerTlsIdentity,
+  timeoutMs = DIAL_TIMEOUT_MS,
+): Promise<{ socket: tls.TLSSocket; relay: VerifiedCertificate }> {
+  const name = target.serverName ?? target.host;
+  const socket = tls.connect({
+    host: target.host,
+    port: target.port,
+    // SNI carries names only; an IP target is matched against the IP SAN.
+    servername: isIP(name) ? undefined : name,
+    cert: id.certPem,
+    key: id.keyPem,
+    ca: id.caPem,
+    minVersion: "TLSv1.3",
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`TLS to ${target.host}:${target.port} timed out`)),
+        timeoutMs,
+      );
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    });
+    const peer = socket.getPeerCertificate(true);
+    const relay = await id.trust.verify(new Uint8Array(peer.raw), {
+      expect: "relay",
+      usage: "serverAuth",
+      revoked: id.revoked,
+    });
+    socket.on("error", () => {});
+    return { socket, relay };
+  } catch (e) {
+    socket.destroy();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * What the controller tells a relay at run time: the revoked certificate
+ * serials and the egress allow-list. It arrives on a control stream the
+ * controller opens on its (authenticated) tunnel or egress session: the
+ * CONNECT-shaped line `pharos-policy.invalid:1` (a name that can never
+ * resolve, RFC 2606) followed by one JSON document. The relay keeps it in
+ * memory only; the controller sends it again on every new session.
+ * Shared by the relay (which applies it) and the controller (which sends it).
+ */
+import { PharosError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+import { RevocationList } from "./pki/mod.ts";
+import { formatConnectTarget, parseConnectTarget } from "./connect/mod.ts";
+
+export const POLICY_HOST = "pharos-policy.invalid";
+export const POLICY_PORT = 1;
+export const MAX_POLICY_BYTES = 1024 * 1024;
+
+export class PolicyError extends PharosError {}
+
+export interface PolicyDocument {
+  v: 1;
+  /** Monotonic; an older document than the one applied is ignored. */
+  revision: number;
+  revoked_serials: string[];
+  /** `host:port` entries (IPv6 in brackets) the controller may reach through egress. */
+  egress_allow: string[];
+}
+
+/** Canonical `host:port` key for allow-list comparisons. */
+export function targetKey(host: string, port: number): string {
+  return formatConnectTarget(host.toLowerCase(), port);
+}
+
+export class RelayPolicy {
+  readonly revoked = new RevocationList();
+  #allow = new Set<string>();
+  #static = new Set<string>();
+  #revision = 0;
+
+  /** `staticAllow`: entries from the relay's own configuration (legacy controllers). */
+  constructor(staticAllow: string[] = []) {
+    for (const e of staticAllow) this.#static.add(canonicalEntry(e, "--egress-allow"));
+  }
+
+  get revision(): number {
+    return this.#revision;
+  }
+
+  /** True when the controller may reach host:port through egress. */
+  allows(host: string, port: number): boolean {
+    const key = targetKey(host, port);
+    return this.#allow.has(key) || this.#static.has(key);
+  }
+
+  /** Parses, validates and applies a policy document. Returns false if it was stale. */
+  apply(json: string, log?: Logger): boolean {
+    if (json.length > MAX_POLICY_BYTES) {
+      throw new PolicyError("too-large", `relay policy is larger than ${MAX_POLICY_BYTES} bytes`);
+    }
+    let doc: PolicyDocument;
+    try {
+      doc = JSON.parse(json);
+    } catch (e) {
+      throw new PolicyError("malformed", `relay policy is not JSON: ${(e as Error).message}`);
+    }
+    if (typeof doc !== "object" || doc === null || doc.v !== 1) {
+      throw new PolicyError("malformed", "relay policy must be an object with v = 1");
+    }
+    if (!Number.isSafeInteger(doc.revision) || doc.revision < 1) {
+      throw new PolicyError("malformed", "relay policy revision must be a positive integer");
+    }
+    for (const f of ["revoked_serials", "egress_allow"] as const) {
+      if (!Array.isArray(doc[f]) || doc[f].some((x) => typeof x !== "string")) {
+        throw new PolicyError("malformed", `relay policy ${f} must be an array of strings`);
+      }
+    }
+    for (const s of doc.revoked_serials) {
+      if (!/^[0-9a-fA-F:]{1,64}$/.test(s)) {
+        throw new PolicyError("malformed", `bad serial "${s.slice(0, 70)}"`);
+      }
+    }
+    const allow = new Set(doc.egress_allow.map((e) => canonicalEntry(e, "egress_allow")));
+    if (doc.revision <= this.#revision) return false;
+    this.revoked.replace(doc.revoked_serials);
+    this.#allow = allow;
+    this.#revision = doc.revision;
+    log?.info("policy applied", {
+      revision: doc.revision,
+      revoked: this.revoked.size,
+      egress_allow: allow.size,
+    });
+    return true;
+  }
+}
+
+function canonicalEntry(entry: string, where: string): string {
+  try {
+    const t = parseConnectTarget(entry);
+    return targetKey(t.host, t.port);
+  } catch (e) {
+    throw new PolicyError(
+      "malformed",
+      `${where}: "${entry.slice(0, 80)}" is not host:port (${(e as Error).message})`,
+    );
+  }
+}

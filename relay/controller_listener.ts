@@ -1,0 +1,70 @@
+/**
+ * A listener only the controller may use (the tunnel and egress ports):
+ * TLS 1.3, a client certificate required, and that certificate must have
+ * the controller role. Anything else is dropped right after the handshake,
+ * before it can take the tunnel slot or open a stream.
+ */
+import tls from "node:tls";
+import type { Logger } from "../core/log.ts";
+import type { RevocationList, TrustStore, VerifiedCertificate } from "../core/pki/mod.ts";
+
+export interface ControllerListenerOptions {
+  listen: { hostname: string; port: number };
+  /** Relay leaf + Fleet CA, PEM. */
+  certPem: string;
+  keyPem: string;
+  /** Fleet CA PEM: the TLS layer's trust anchor for client certificates. */
+  fleetCaPem: string;
+  trust: TrustStore;
+  revoked: RevocationList;
+  log: Logger;
+  onController(socket: tls.TLSSocket, who: VerifiedCertificate): void;
+}
+
+export async function listenForController(
+  opts: ControllerListenerOptions,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<tls.TLSSocket>();
+  const server = tls.createServer({
+    cert: opts.certPem,
+    key: opts.keyPem,
+    ca: opts.fleetCaPem,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: "TLSv1.3",
+  });
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    const peer = socket.getPeerCertificate(true);
+    const der = peer?.raw ? new Uint8Array(peer.raw) : new Uint8Array(0);
+    opts.trust.verify(der, { expect: "controller", usage: "clientAuth", revoked: opts.revoked })
+      .then(
+        (who) => opts.onController(socket, who),
+        (e) => {
+          opts.log.warn("refused a non-controller connection", {
+            remote: socket.remoteAddress,
+            error: e,
+          });
+          socket.destroy();
+        },
+      );
+  });
+  server.on("tlsClientError", (e) => opts.log.warn("TLS handshake failed", { error: e }));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.listen.port, opts.listen.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * A real reverse tunnel on loopback: the relay's controller-only listener
+ * with a TunnelSlot, and the controller's TunnelClient dialling it.
+ */
+import type { Duplex } from "node:stream";
+import { createLogger, type Logger } from "../../core/log.ts";
+import { certPem } from "../../core/pki/mod.ts";
+import { RelayPolicy } from "../../core/relay_policy.ts";
+import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
+import { listenForController } from "../../relay/controller_listener.ts";
+import { TunnelSlot } from "../../relay/tunnel.ts";
+import type { BackendTransport } from "../../relay/transport.ts";
+import { nodeToWeb } from "../../relay/web_node.ts";
+import type { Fleet, IssuedLeaf } from "./pki_fixture.ts";
+import { until } from "./wait.ts";
+
+export interface TunnelFixture {
+  slot: TunnelSlot;
+  client: TunnelClient;
+  policy: RelayPolicy;
+  port: number;
+  logs: string[];
+  /** Stops and restarts the relay's listener on the same port. */
+  restartRelay(): Promise<void>;
+  transport: BackendTransport;
+}
+
+export async function startTunnel(
+  accept: (c: Duplex) => void,
+  fleet: Fleet,
+  relayLeaf: IssuedLeaf,
+  opts: { controllerLeaf?: IssuedLeaf; egressAllow?: string[] } = {},
+): Promise<TunnelFixture> {
+  const logs: string[] = [];
+  const log: Logger = createLogger("tunnel", { sink: (l) => logs.push(l), level: "debug" });
+  const policy = new RelayPolicy();
+  const slot = new TunnelSlot(policy, log);
+  const listen = (port: number) =>
+    listenForController({
+      listen: { hostname: "127.0.0.1", port },
+      certPem: relayLeaf.chainPem,
+      keyPem: relayLeaf.keyPem,
+      fleetCaPem: certPem(fleet.pki.fleet.cert),
+      trust: fleet.trust,
+      revoked: policy.revoked,
+      log,
+      onController: (socket) => slot.attach(nodeToWeb(socket)),
+    });
+  let listener = await listen(0);
+  const port = listener.port;
+  const ctl = opts.controllerLeaf ?? await fleet.issue({ kind: "controller-client" });
+  let revision = 0;
+  const client = new TunnelClient({
+    target: { host: "127.0.0.1", port, serverName: "127.0.0.1" },
+    identity: {
+      certPem: ctl.chainPem,
+      keyPem: ctl.keyPem,
+      caPem: fleet.rootPem + certPem(fleet.pki.fleet.cert),
+      trust: fleet.trust,
+    },
+    accept,
+    policy: () => ({
+      v: 1,
+      revision: ++revision,
+      revoked_serials: [],
+      egress_allow: opts.egressAllow ?? [],
+    }),
+    log,
+    backoff: { initialMs: 200, maxMs: 2000, stableMs: 5000 },
+  });
+  client.start();
+  await client.whenUp();
+  await until(() => slot.connected, 5000, "the relay to accept the tunnel");
+  const transport: BackendTransport = {
+    name: slot.name,
+    dial: () => slot.dial(),
+    onChange: (fn) => slot.onChange(fn),
+    async close() {
+      await client.stop();
+      await slot.close();
+      await listener.close();
+    },
+  };
+  return {
+    slot,
+    client,
+    policy,
+    port,
+    logs,
+    transport,
+    async restartRelay() {
+      await listener.close();
+      await slot.close();
+      listener = await listen(port);
+    },
+  };
+}
