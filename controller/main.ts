@@ -1,6 +1,7 @@
 // `deno task controller`: runs the controller on its embedded defaults.
 import { parseArgs } from "node:util";
-import { readConfigFile, resolveConfig } from "./config.ts";
+import { readJsonConfig } from "../relay/files.ts";
+import { resolveConfig } from "./config.ts";
 import { startController } from "./serve.ts";
 
 const { values } = parseArgs({
@@ -13,7 +14,7 @@ const { values } = parseArgs({
   },
 });
 const env = (n: string) => Deno.env.get(n);
-const cfg = resolveConfig(values, env, await readConfigFile(values.config ?? env("PHAROS_CONFIG")));
+const cfg = resolveConfig(values, env, await readJsonConfig(values.config ?? env("PHAROS_CONFIG")));
 const controller = await startController(cfg);
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(sig, () => controller.shutdown().then(() => Deno.exit(0)));

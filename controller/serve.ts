@@ -1,7 +1,8 @@
 /** Starts the controller: state, PKI, and the loopback dashboard listener. */
 import { createLogger } from "../core/log.ts";
 import { createApp } from "./api/app.ts";
-import { type ControllerConfig, splitListen } from "./config.ts";
+import { splitListen } from "../core/settings.ts";
+import type { ControllerConfig } from "./config.ts";
 import { openState } from "./state.ts";
 
 export async function startController(

@@ -1,18 +1,40 @@
-/** The relay's command line. */
+/** The relay's command line: `gen-csr` and `run`. */
 import { parseArgs } from "node:util";
 import { PharosError } from "../core/errors.ts";
+import { createLogger } from "../core/log.ts";
+import { resolveRelayConfig } from "./config.ts";
+import { readJsonConfig } from "./files.ts";
 import { genCsr } from "./gen_csr.ts";
+import { runRelay } from "./run.ts";
 
 const USAGE = `usage: relay <command> [flags]
 
 commands:
-  gen-csr [--dir DIR]   make the relay key (DIR/relay.key, 0600) and print a CSR
-                        (DIR defaults to $PHAROS_RELAY_DIR or /etc/pharos-relay)
+  gen-csr   make the relay key (DIR/relay.key, 0600, reused if present) and print a CSR
+  run       serve clients, the controller's reverse tunnel and control-plane egress
+
+flags (each also from an environment variable or the --config JSON file):
+  --dir DIR            key and certificates (PHAROS_RELAY_DIR, /etc/pharos-relay)
+  --client-addr A      device listener (PHAROS_RELAY_CLIENT_ADDR, :8443)
+  --tunnel-addr A      controller tunnel listener (PHAROS_RELAY_TUNNEL_ADDR, :8444)
+  --egress-addr A|off  controller egress listener (PHAROS_RELAY_EGRESS_ADDR, :8456)
+  --egress-allow LIST  host:port,... the controller may reach when it pushes no list
+                       (PHAROS_RELAY_EGRESS_ALLOW)
+  --log-level L        debug|info|warn|error (PHAROS_LOG_LEVEL, info)
+  --config FILE        JSON object with the keys dir, clientAddr, tunnelAddr,
+                       egressAddr, egressAllow, logLevel (PHAROS_RELAY_CONFIG)
 `;
+
+export interface RelayCliIo {
+  out(text: string): void;
+  err(line: string): void;
+  /** Resolves when the process should stop (signals); tests pass their own. */
+  stopped?: Promise<void>;
+}
 
 export async function runRelayCli(
   args: string[],
-  io: { out(text: string): void; err(line: string): void },
+  io: RelayCliIo,
   env: (name: string) => string | undefined,
 ): Promise<number> {
   let parsed;
@@ -20,19 +42,40 @@ export async function runRelayCli(
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { dir: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        dir: { type: "string" },
+        "client-addr": { type: "string" },
+        "tunnel-addr": { type: "string" },
+        "egress-addr": { type: "string" },
+        "egress-allow": { type: "string" },
+        "log-level": { type: "string" },
+        config: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
     });
   } catch (e) {
     io.err(`${(e as Error).message}\n${USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
-  const dir = values.dir ?? env("PHAROS_RELAY_DIR") ?? "/etc/pharos-relay";
   try {
+    const cfg = resolveRelayConfig(
+      values,
+      env,
+      await readJsonConfig(values.config ?? env("PHAROS_RELAY_CONFIG")),
+    );
     switch (positionals[0]) {
       case "gen-csr":
-        await genCsr(dir, io.out, io.err);
+        await genCsr(cfg.dir, io.out, io.err);
         return 0;
+      case "run": {
+        const log = createLogger("relay", { level: cfg.logLevel, sink: io.err });
+        const relay = await runRelay(cfg, log);
+        io.out(JSON.stringify({ ready: true, ports: relay.ports }) + "\n");
+        await (io.stopped ?? new Promise<void>(() => {}));
+        await relay.close();
+        return 0;
+      }
       default:
         io.err(USAGE);
         return values.help ? 0 : 2;

@@ -7,6 +7,7 @@
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
 import type { RevocationList, TrustStore, VerifiedCertificate } from "../core/pki/mod.ts";
+import { listenOrExplain } from "./listen.ts";
 
 export interface ControllerListenerOptions {
   listen: { hostname: string; port: number };
@@ -19,6 +20,8 @@ export interface ControllerListenerOptions {
   revoked: RevocationList;
   log: Logger;
   onController(socket: tls.TLSSocket, who: VerifiedCertificate): void;
+  /** The setting that moves the listener, named in bind errors. */
+  listenSetting?: string;
 }
 
 export async function listenForController(
@@ -52,13 +55,7 @@ export async function listenForController(
       );
   });
   server.on("tlsClientError", (e) => opts.log.warn("TLS handshake failed", { error: e }));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.listen.port, opts.listen.hostname, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  await listenOrExplain(server, opts.listen, opts.listenSetting ?? "the listener address");
   return {
     port: (server.address() as { port: number }).port,
     close: () =>

@@ -9,6 +9,7 @@ import { Backend } from "./backend.ts";
 import { createClientServer } from "./client_listener.ts";
 import { DeviceAuth } from "./device_auth.ts";
 import { createProxy } from "./proxy.ts";
+import { listenOrExplain } from "./listen.ts";
 import type { BackendTransport } from "./transport.ts";
 
 export interface RelayOptions {
@@ -24,6 +25,8 @@ export interface RelayOptions {
   transport: BackendTransport;
   log: Logger;
   maxMessageBytes?: number;
+  /** The setting that moves the listener, named in bind errors. */
+  listenSetting?: string;
 }
 
 export interface RunningRelay {
@@ -53,13 +56,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.listen.port, opts.listen.hostname, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  await listenOrExplain(server, opts.listen, opts.listenSetting ?? "the client listener address");
   const port = (server.address() as { port: number }).port;
   opts.log.info("client listener ready", {
     addr: `${opts.listen.hostname}:${port}`,

@@ -1,7 +1,8 @@
 /** The `cox` command line: parses arguments and dispatches to commands. */
 import { parseArgs } from "node:util";
 import { PharosError } from "../../core/errors.ts";
-import { readConfigFile, resolveConfig } from "../config.ts";
+import { readJsonConfig } from "../../relay/files.ts";
+import { resolveConfig } from "../config.ts";
 import { caExport } from "./ca.ts";
 import type { CliIo } from "./io.ts";
 
@@ -42,7 +43,7 @@ export async function runCli(
     return values.help ? 0 : 2;
   }
   try {
-    const file = await readConfigFile(values.config ?? env("PHAROS_CONFIG"));
+    const file = await readJsonConfig(values.config ?? env("PHAROS_CONFIG"));
     const cfg = resolveConfig({ state: values.state }, env, file);
     const cmd = positionals.join(" ");
     switch (cmd) {

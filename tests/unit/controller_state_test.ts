@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { runCli } from "../../controller/cli/run.ts";
-import { checkListen, ConfigError, resolveConfig } from "../../controller/config.ts";
+import { ConfigError, resolveConfig } from "../../controller/config.ts";
+import { checkListen } from "../../core/settings.ts";
 import { openState } from "../../controller/state.ts";
 import { KeystoreError } from "../../controller/keystore.ts";
 import { parseCertificates } from "../../core/pki/mod.ts";

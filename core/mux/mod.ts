@@ -1,0 +1,10 @@
+/**
+ * core/mux: a yamux-compatible stream multiplexer (hashicorp/yamux wire
+ * format, CONTRACTS.md §3.4) on WHATWG streams, for the relay's reverse
+ * tunnel and control-plane egress.
+ */
+export * from "./errors.ts";
+export * from "./frame.ts";
+export { type Duplex, memoryDuplexPair } from "./pipe.ts";
+export { type MuxOptions, MuxSession } from "./session.ts";
+export { MuxStream } from "./stream.ts";
