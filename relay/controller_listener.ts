@@ -40,6 +40,8 @@ export async function listenForController(
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => {});
+    // Multiplexed small frames must not wait for ACKs (Nagle + delayed ACK = 40 ms stalls).
+    socket.setNoDelay(true);
     const peer = socket.getPeerCertificate(true);
     const der = peer?.raw ? new Uint8Array(peer.raw) : new Uint8Array(0);
     opts.trust.verify(der, { expect: "controller", usage: "clientAuth", revoked: opts.revoked })

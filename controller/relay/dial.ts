@@ -53,6 +53,8 @@ export async function dialRelay(
       revoked: id.revoked,
     });
     socket.on("error", () => {});
+    // Multiplexed small frames must not wait for ACKs (Nagle + delayed ACK = 40 ms stalls).
+    socket.setNoDelay(true);
     return { socket, relay };
   } catch (e) {
     socket.destroy();

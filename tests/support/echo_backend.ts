@@ -44,6 +44,8 @@ export interface EchoBackend {
   accept(conn: Duplex): void;
   /** Connections the server has been handed (to cut them in tests). */
   connections: Duplex[];
+  /** Also listens on loopback TCP (a direct baseline for benchmarks); returns the port. */
+  listenTcp(): Promise<number>;
   close(): void;
 }
 
@@ -125,6 +127,10 @@ export async function startEchoBackend(fleet: Fleet): Promise<EchoBackend> {
       connections.push(conn);
       injector.injectConnection(conn);
     },
+    listenTcp: () =>
+      new Promise<number>((resolve, reject) =>
+        server.bindAsync("127.0.0.1:0", creds, (err, port) => (err ? reject(err) : resolve(port)))
+      ),
     close() {
       for (const c of connections) c.destroy();
       server.forceShutdown();
