@@ -17,6 +17,12 @@ export interface ControllerConfig {
   /** Dashboard and admin API listener; loopback by default. */
   uiListen: string;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Embedded relay's device listener; "off" disables it. */
+  relayListen: string;
+  /** Comma-separated names/IPs clients use to reach the embedded relay (its certificate's SANs). */
+  relayHosts: string;
+  /** Comma-separated host:port of remote relays' tunnel ports to dial. */
+  relayTunnels: string;
 }
 
 export const CONTROLLER_SETTINGS: SettingSpec[] = [
@@ -35,7 +41,42 @@ export const CONTROLLER_SETTINGS: SettingSpec[] = [
     default: "info",
     ...LOG_LEVEL_SPEC,
   },
+  {
+    key: "relayListen",
+    flag: "relay-listen",
+    env: "PHAROS_RELAY_LISTEN",
+    default: ":443",
+    check: (v) => v === "off" ? undefined : checkListen(v),
+  },
+  {
+    key: "relayHosts",
+    flag: "relay-hosts",
+    env: "PHAROS_RELAY_HOSTS",
+    default: "localhost,127.0.0.1",
+    check: nonEmptyList,
+  },
+  {
+    key: "relayTunnels",
+    flag: "relay-tunnels",
+    env: "PHAROS_RELAY_TUNNELS",
+    default: "",
+    check: hostPortList,
+  },
 ];
+
+/** Splits a comma-separated setting into trimmed, non-empty items. */
+export function listSetting(v: string): string[] {
+  return v.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function nonEmptyList(v: string): string | undefined {
+  return listSetting(v).length === 0 ? "give at least one name or IP" : undefined;
+}
+
+function hostPortList(v: string): string | undefined {
+  const bad = listSetting(v).find((e) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(e));
+  return bad ? `"${bad}" is not host:port` : undefined;
+}
 
 export function resolveConfig(
   flags: Record<string, unknown>,

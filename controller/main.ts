@@ -1,18 +1,15 @@
 // `deno task controller`: runs the controller on its embedded defaults.
 import { parseArgs } from "node:util";
 import { readJsonConfig } from "../relay/files.ts";
-import { resolveConfig } from "./config.ts";
+import { CONTROLLER_SETTINGS, resolveConfig } from "./config.ts";
 import { startController } from "./serve.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    state: { type: "string" },
-    "ui-listen": { type: "string" },
-    "log-level": { type: "string" },
-    config: { type: "string" },
-  },
-});
+const options = Object.fromEntries(
+  [...CONTROLLER_SETTINGS.map((s) => s.flag), "config"].map((
+    f,
+  ) => [f, { type: "string" as const }]),
+);
+const { values } = parseArgs({ args: Deno.args, options });
 const env = (n: string) => Deno.env.get(n);
 const cfg = resolveConfig(values, env, await readJsonConfig(values.config ?? env("PHAROS_CONFIG")));
 const controller = await startController(cfg);

@@ -1,33 +1,69 @@
-/** Starts the controller: state, PKI, and the loopback dashboard listener. */
+/**
+ * Starts the controller: state and PKI, its gRPC server (reached only
+ * through relays), the embedded relay and remote relay tunnels, and the
+ * loopback dashboard listener.
+ */
+import { certPem, RevocationList } from "../core/pki/mod.ts";
 import { createLogger } from "../core/log.ts";
-import { createApp } from "./api/app.ts";
 import { splitListen } from "../core/settings.ts";
+import { createApp } from "./api/app.ts";
 import type { ControllerConfig } from "./config.ts";
-import { openState } from "./state.ts";
+import { createControllerGrpc } from "./grpc/server.ts";
+import { type RelayLinks, startRelayLinks } from "./relay/links.ts";
+import { serviceCert } from "./service_certs.ts";
+import { type ControllerState, openState } from "./state.ts";
+
+export interface RunningController {
+  state: ControllerState;
+  relays: RelayLinks;
+  /** Bound dashboard port. */
+  uiPort: number;
+  shutdown(): Promise<void>;
+}
 
 export async function startController(
   cfg: ControllerConfig,
-): Promise<{ shutdown(): Promise<void> }> {
-  const log = createLogger("controller", { level: cfg.logLevel });
+  opts: {
+    services?: Parameters<typeof createControllerGrpc>[0]["services"];
+    logSink?: (line: string) => void;
+  } = {},
+): Promise<RunningController> {
+  const log = createLogger("controller", { level: cfg.logLevel, sink: opts.logSink });
   const state = await openState(cfg.state);
   log.info(state.created ? "created a new certificate authority" : "loaded state", {
     state: cfg.state,
     root_ca_fingerprint: state.pki.rootFingerprint,
   });
+  const server = await serviceCert(state, "controller-server");
+  // Revoked relay certificates (filled from the database once relays are managed).
+  const revokedRelays = new RevocationList();
+  const grpc = createControllerGrpc({
+    certPem: server.chainPem,
+    keyPem: server.keyPem,
+    fleetCaPem: certPem(state.pki.cas.fleet.cert),
+    trust: state.pki.trust,
+    revoked: revokedRelays,
+    log: log.child({ part: "grpc" }),
+    services: opts.services,
+  });
+  const relays = await startRelayLinks(state, cfg, grpc, log);
+
   const { hostname, port } = splitListen(cfg.uiListen);
   if (!["127.0.0.1", "::1", "localhost"].includes(hostname)) {
     log.warn("the dashboard listens beyond loopback; put a TLS reverse proxy in front of it", {
       listen: cfg.uiListen,
     });
   }
-  const server = Deno.serve({
-    hostname,
-    port,
-    onListen: (addr) => log.info("dashboard listening", { addr: `${addr.hostname}:${addr.port}` }),
-  }, createApp(state));
+  const http = Deno.serve({ hostname, port, onListen: () => {} }, createApp(state));
+  log.info("dashboard listening", { addr: `${hostname}:${http.addr.port}` });
   return {
+    state,
+    relays,
+    uiPort: http.addr.port,
     async shutdown() {
-      await server.shutdown();
+      await relays.close();
+      grpc.close();
+      await http.shutdown();
       state.close();
       log.info("stopped");
     },

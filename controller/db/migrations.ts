@@ -26,4 +26,20 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "controller service certificates",
+    sql: `
+      CREATE TABLE service_certs (
+        name TEXT PRIMARY KEY CHECK (name IN ('controller-client', 'controller-server', 'embedded-relay')),
+        cert_pem TEXT NOT NULL,
+        -- PKCS#8 private key sealed with the state directory's key
+        key_sealed BLOB NOT NULL,
+        serial TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
 ];

@@ -11,12 +11,13 @@ import { PharosError } from "../errors.ts";
  *
  * Session ends: remote-closed (the connection ended between frames),
  * remote-go-away-protocol-error, remote-go-away-internal-error,
- * keepalive-timeout, write-timeout, connection-error, session-closed.
+ * keepalive-timeout, write-timeout, connection-error (the transport failed),
+ * internal (a bug; go-away code 2 is sent), session-closed.
  *
  * Per call or per stream: go-away (no new streams after a go-away),
  * too-many-streams, ping-timeout, stream-reset (the peer reset the stream),
  * stream-reset-local, stream-open-timeout, stream-cancelled, bad-chunk,
- * bad-options.
+ * bad-options, bad-transport, bad-frame-field (encoding), stream-ids-exhausted.
  */
 export class MuxError extends PharosError {}
 

@@ -21,7 +21,14 @@ export class FrameInput {
   /** Makes unread bytes available; false at end of input. */
   async #fill(): Promise<boolean> {
     while (this.#pos >= this.#chunk.length) {
-      const r = await this.#reader.read();
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await this.#reader.read();
+      } catch (e) {
+        throw new MuxError("connection-error", `reading from the transport failed: ${e}`, {
+          cause: e,
+        });
+      }
       if (r.done) return false;
       if (!(r.value instanceof Uint8Array)) {
         throw new MuxError(

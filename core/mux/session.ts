@@ -112,6 +112,11 @@ interface PendingPing {
  * `for await (const s of session)`). `closed` resolves once the transport is
  * released: with null after a local `close()`, otherwise with the MuxError
  * that ended the session (code "remote-closed" when the peer simply hung up).
+ *
+ * Over TCP, turn Nagle's algorithm off on the connection (in Deno
+ * `conn.setNoDelay(true)`; Go does so by default): large data frames are
+ * written as header + body without copying, and with Nagle on the body's
+ * last segment can wait for the peer's ACK.
  */
 export class MuxSession implements AsyncIterable<MuxStream> {
   readonly closed: Promise<MuxError | null>;
@@ -152,8 +157,18 @@ export class MuxSession implements AsyncIterable<MuxStream> {
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    this.#input = new FrameInput(conn.readable);
-    this.#writer = conn.writable.getWriter();
+    try {
+      this.#input = new FrameInput(conn.readable);
+      this.#writer = conn.writable.getWriter();
+    } catch (e) {
+      throw new MuxError(
+        "bad-transport",
+        `the transport's streams cannot be used (locked?): ${e}`,
+        {
+          cause: e,
+        },
+      );
+    }
     const l = this.#limits;
     this.#host = {
       windowSize: l.windowSize,
@@ -253,7 +268,10 @@ export class MuxSession implements AsyncIterable<MuxStream> {
     });
   }
 
-  /** Tells the peer no new streams will be accepted; existing ones go on. */
+  /**
+   * Sends go-away: the peer's new streams are refused (RST) from now on and
+   * this side opens none either; existing streams go on.
+   */
   goAway(): void {
     if (this.#end !== undefined || this.#localGoAway) return;
     this.#localGoAway = true;
@@ -325,7 +343,9 @@ export class MuxSession implements AsyncIterable<MuxStream> {
       this.#out.splice(0, n);
       this.#writing = this.#outDone.splice(0, n);
       this.#lastWriteProgress = performance.now();
-      if (this.#watchdog === null) this.#armWatchdog(this.#limits.writeTimeoutMs);
+      if (this.#watchdog === null && this.#end === undefined) {
+        this.#armWatchdog(this.#limits.writeTimeoutMs);
+      }
       try {
         await this.#writer.write(batch);
       } catch (e) {
@@ -433,7 +453,7 @@ export class MuxSession implements AsyncIterable<MuxStream> {
       this.#fail(
         e instanceof MuxError
           ? e
-          : new MuxError("connection-error", `reading from the transport failed: ${e}`, {
+          : new MuxError("internal", `multiplexer failure while handling a frame: ${e}`, {
             cause: e,
           }),
       );
@@ -576,7 +596,7 @@ export class MuxSession implements AsyncIterable<MuxStream> {
     if (this.#end !== undefined) return;
     if (PROTOCOL_ERROR_CODES.has(error.code)) {
       this.#sendControl(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR);
-    } else if (error.code === "bad-options" || error.code === "internal") {
+    } else if (error.code === "internal") {
       this.#sendControl(TYPE_GO_AWAY, 0, 0, GO_AWAY_INTERNAL_ERROR);
     }
     this.#shutdown(error);
@@ -598,7 +618,9 @@ export class MuxSession implements AsyncIterable<MuxStream> {
     for (const d of [...this.#writing, ...this.#outDone]) {
       if (d !== null && d !== "control") d.reject(streamError);
     }
-    const keep = this.#outDone.map((d) => d === "control");
+    // A data header already on its way needs its body after it.
+    const headerInFlight = this.#writing.length > 0 && this.#writing.at(-1) === null;
+    const keep = this.#outDone.map((d, i) => d === "control" || (i === 0 && headerInFlight));
     this.#out = this.#out.filter((_, i) => keep[i]);
     this.#outDone = this.#outDone.filter((_, i) => keep[i]);
     for (const core of this.#streams.values()) core.sessionEnded(streamError);

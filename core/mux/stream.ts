@@ -7,6 +7,10 @@
 import { MuxError } from "./errors.ts";
 import { FLAG_FIN, FLAG_RST, INITIAL_WINDOW } from "./frame.ts";
 
+/** Pieces shorter than this are copied and merged rather than queued as views. */
+const SMALL_PIECE = 8 * 1024;
+const TAIL_BUFFER = 16 * 1024;
+
 /** What a stream needs from its session. */
 export interface StreamHost {
   /** Receive window granted per stream. */
@@ -79,6 +83,9 @@ export class StreamCore {
   #done = false;
   #queue: Uint8Array[] = [];
   #queued = 0;
+  /** Buffer that small pieces are copied into (see #queueSmall). */
+  #tail: Uint8Array<ArrayBuffer> | null = null;
+  #tailUsed = 0;
   /** Bytes of the data frame currently being read for this stream. */
   #inFlight = 0;
   #readDone = false;
@@ -119,10 +126,6 @@ export class StreamCore {
     return this.#queued;
   }
 
-  get done(): boolean {
-    return this.#done;
-  }
-
   /** Arms the stream-open timeout (outbound streams, until the peer's ACK). */
   armOpenTimer(ms: number): void {
     if (ms <= 0) return;
@@ -155,11 +158,47 @@ export class StreamCore {
       this.#grantCredit();
       return;
     }
-    // A small view would pin the transport's whole read buffer: copy it.
-    const chunk = piece.length * 2 < piece.buffer.byteLength ? piece.slice() : piece;
-    this.#queue.push(chunk);
-    this.#queued += chunk.length;
+    this.#queued += piece.length;
+    if (piece.length >= SMALL_PIECE && piece.length * 2 >= piece.buffer.byteLength) {
+      this.#queue.push(piece);
+    } else {
+      this.#queueSmall(piece);
+    }
     this.#wakeReader();
+  }
+
+  /**
+   * Small pieces (or small views that would pin a large transport buffer)
+   * are copied into a shared buffer and merged with the previous undelivered
+   * small piece, so a peer sending one-byte frames cannot make the queue hold
+   * one object per byte.
+   */
+  #queueSmall(piece: Uint8Array): void {
+    const tail = this.#tail;
+    // (The application may have transferred a chunk it read, detaching the buffer.)
+    if (tail !== null && !tail.buffer.detached && this.#tailUsed + piece.length <= tail.length) {
+      tail.set(piece, this.#tailUsed);
+      const last = this.#queue.length - 1;
+      const prev = this.#queue[last];
+      if (
+        last >= 0 && prev.buffer === tail.buffer &&
+        prev.byteOffset + prev.length === tail.byteOffset + this.#tailUsed
+      ) {
+        this.#queue[last] = tail.subarray(
+          prev.byteOffset - tail.byteOffset,
+          this.#tailUsed + piece.length,
+        );
+      } else {
+        this.#queue.push(tail.subarray(this.#tailUsed, this.#tailUsed + piece.length));
+      }
+      this.#tailUsed += piece.length;
+      return;
+    }
+    const fresh = new Uint8Array(Math.max(TAIL_BUFFER, piece.length));
+    fresh.set(piece, 0);
+    this.#tail = fresh;
+    this.#tailUsed = piece.length;
+    this.#queue.push(fresh.subarray(0, piece.length));
   }
 
   onWindowUpdate(delta: number): void {
@@ -217,6 +256,7 @@ export class StreamCore {
     if (sendRst) this.host.sendWindowUpdate(this.id, FLAG_RST, 0);
     this.#queue = [];
     this.#queued = 0;
+    this.#tail = null;
     this.#readError = error;
     this.#errorReadable(error);
     this.#wakeReader();
@@ -308,6 +348,7 @@ export class StreamCore {
     this.#readCancelled = true;
     this.#queue = [];
     this.#queued = 0;
+    this.#tail = null;
     if (this.#localFin || this.#writeError !== null) {
       if (!this.remoteFin) {
         this.reset(new MuxError("stream-cancelled", `stream ${this.id}: reading was cancelled`));

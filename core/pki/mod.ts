@@ -12,5 +12,5 @@ export * from "./verify.ts";
 export * from "./revocation.ts";
 export * from "./renewal.ts";
 export * from "./fingerprint.ts";
-export { X509Certificate } from "@peculiar/x509";
+export { SubjectAlternativeNameExtension, X509Certificate } from "@peculiar/x509";
 export * from "./key_files.ts";

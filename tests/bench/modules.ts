@@ -1,7 +1,13 @@
 /** The list of benchmark modules `deno task bench` runs, in order. */
 import type { BenchModule } from "./harness.ts";
 import { pkiBench } from "./pki.ts";
+import { muxBench } from "./mux.ts";
+import { sealBench } from "./seal.ts";
+import { relayBench } from "./relay.ts";
 
 export const modules: BenchModule[] = [
   pkiBench,
+  muxBench,
+  sealBench,
+  relayBench,
 ];

@@ -217,7 +217,10 @@ Deno.test("relay process: bad material or settings stop it with a clear message"
       "127.0.0.1:0",
     ], { cwd: ROOT });
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /error: cannot read .*relay\.key, .*relay\.crt, .*device-ca\.crt; run "relay gen-csr/);
+    assert.match(
+      missing.stderr,
+      /error: cannot read .*relay\.key, .*relay\.crt, .*device-ca\.crt; run "relay gen-csr/,
+    );
 
     // A node certificate installed as relay.crt is refused at start.
     const node = await fleet.issue({ kind: "node", host: "127.0.0.1" });

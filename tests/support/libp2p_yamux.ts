@@ -101,14 +101,31 @@ export function libp2pMuxer(
   );
 }
 
+/** Resolves at the next of the given events on a libp2p stream. */
+function nextEvent(
+  stream: LibYamuxStream,
+  names: Parameters<LibYamuxStream["removeEventListener"]>[0][],
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      for (const n of names) stream.removeEventListener(n, done);
+      resolve();
+    };
+    for (const n of names) stream.addEventListener(n, done);
+  });
+}
+
 /** Above this many bytes in a libp2p stream's own write buffer, wait for it to empty. */
 const STREAM_BUFFER_HIGH = 1024 * 1024;
 
 /**
- * Writes `data` to a libp2p stream in `chunkSize` pieces with backpressure:
- * `send()` returning false means "wait for drain", but while a send is in
- * progress it returns true and buffers without limit, so the stream's write
- * buffer is watched as well (its "idle" event fires when it is empty).
+ * Writes `data` to a libp2p stream in `chunkSize` pieces with backpressure.
+ * `send()` returning false means "wait for drain"; the stream's onDrain()
+ * is not used because once resolved it stays resolved (v8 keeps the settled
+ * promise), which turns the loop into a microtask spin that starves the
+ * receiving side. The "drain" event itself is reliable. While a send is in
+ * progress send() returns true and buffers without limit, so the stream's
+ * write buffer is watched too ("idle" fires when it is empty).
  */
 export async function libp2pWrite(
   stream: LibYamuxStream,
@@ -117,17 +134,9 @@ export async function libp2pWrite(
 ): Promise<void> {
   for (let off = 0; off < data.length; off += chunkSize) {
     if (!stream.send(data.subarray(off, Math.min(data.length, off + chunkSize)))) {
-      await stream.onDrain();
+      await nextEvent(stream, ["drain", "close"]);
     } else if (stream.writeBufferLength > STREAM_BUFFER_HIGH) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          stream.removeEventListener("idle", done);
-          stream.removeEventListener("close", done);
-          resolve();
-        };
-        stream.addEventListener("idle", done);
-        stream.addEventListener("close", done);
-      });
+      await nextEvent(stream, ["idle", "close"]);
     }
   }
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  encodeFrame,
   FLAG_ACK,
   FLAG_FIN,
   FLAG_RST,
@@ -544,4 +545,60 @@ Deno.test("mux session: bad options and bad chunks give typed errors", async () 
   await assert.rejects(s.writable.getWriter().write("text" as never), isCode("bad-chunk"));
   await client.close();
   await server.closed;
+});
+
+Deno.test("mux session: a failing or unusable transport gives typed errors", async () => {
+  const broken = new MuxSession({
+    readable: new ReadableStream({ start: (c) => c.error(new Error("socket reset")) }),
+    writable: new WritableStream(),
+  }, { role: "client", keepAliveIntervalMs: 0 });
+  assert.ok(isCode("connection-error")(await broken.closed));
+
+  const [a, b] = memoryDuplexPair();
+  const failingWrites = new MuxSession({
+    readable: a.readable,
+    writable: new WritableStream({
+      write() {
+        throw new Error("EPIPE");
+      },
+    }),
+  }, { role: "client", keepAliveIntervalMs: 0 });
+  await assert.rejects(failingWrites.ping(), isCode("connection-error"));
+  assert.ok(isCode("connection-error")(await failingWrites.closed));
+  await assert.rejects(
+    b.writable.getWriter().write(new Uint8Array(1)),
+    "the session let go of its input",
+  );
+
+  const [c] = memoryDuplexPair();
+  c.readable.getReader();
+  assert.throws(() => new MuxSession(c, { role: "client" }), isCode("bad-transport"));
+});
+
+Deno.test("mux session: one-byte frames are merged, not queued one object per byte", async () => {
+  const { session, peer } = sessionWithRawPeer({ role: "server" });
+  await peer.send({ type: TYPE_WINDOW_UPDATE, flags: FLAG_SYN, streamId: 1, length: 0 });
+  const s = (await session.accept())!;
+  const frames = new Uint8Array(13 * 65536);
+  for (let i = 0; i < 65536; i++) {
+    frames.set(
+      encodeFrame({ type: TYPE_DATA, flags: 0, streamId: 1 }, new Uint8Array([i & 0xff])),
+      i * 13,
+    );
+  }
+  await peer.sendBytes(frames);
+  await pingThroughRawPeer(session, peer); // all data frames were taken in
+  assert.equal(s.bufferedBytes, 65536);
+  const r = s.readable.getReader();
+  let chunks = 0;
+  let bytes = 0;
+  while (bytes < 65536) {
+    const { value } = await r.read();
+    assert.ok(value!.every((b, j) => b === ((bytes + j) & 0xff)), "bytes in order");
+    bytes += value!.length;
+    chunks++;
+  }
+  assert.ok(chunks <= 8, `65536 one-byte frames arrived as ${chunks} chunks`);
+  await session.close();
+  await peer.close();
 });

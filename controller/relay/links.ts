@@ -1,0 +1,88 @@
+/**
+ * The controller's paths to its clients: the embedded relay (in-process,
+ * no socket between relay and controller) and reverse tunnels to remote
+ * relays (dialled out; the controller never listens for them).
+ */
+import type { Logger } from "../../core/log.ts";
+import { certPem, RevocationList } from "../../core/pki/mod.ts";
+import type { PolicyDocument } from "../../core/relay_policy.ts";
+import { splitListen } from "../../core/settings.ts";
+import { type RunningRelay, startRelay } from "../../relay/relay.ts";
+import { embeddedTransport } from "../../relay/transport.ts";
+import { type ControllerConfig, listSetting } from "../config.ts";
+import type { ControllerGrpc } from "../grpc/server.ts";
+import { serviceCert } from "../service_certs.ts";
+import type { ControllerState } from "../state.ts";
+import { TunnelClient } from "./tunnel_client.ts";
+
+export interface RelayLinks {
+  embedded: RunningRelay | null;
+  tunnels: TunnelClient[];
+  /** Revoked device serials, shared by the embedded relay (and pushed to remote ones). */
+  revoked: RevocationList;
+  close(): Promise<void>;
+}
+
+export async function startRelayLinks(
+  state: ControllerState,
+  cfg: ControllerConfig,
+  grpc: ControllerGrpc,
+  log: Logger,
+): Promise<RelayLinks> {
+  const revoked = new RevocationList();
+  const fleetPem = certPem(state.pki.cas.fleet.cert);
+  const caPem = certPem(state.pki.cas.root.cert) + fleetPem;
+  let embedded: RunningRelay | null = null;
+  if (cfg.relayListen !== "off") {
+    const id = await serviceCert(state, "embedded-relay", listSetting(cfg.relayHosts));
+    try {
+      embedded = await startRelay({
+        listen: splitListen(cfg.relayListen),
+        certPem: id.chainPem,
+        keyPem: id.keyPem,
+        caPem,
+        deviceCaPem: certPem(state.pki.cas.device.cert),
+        trust: state.pki.trust,
+        revoked,
+        transport: embeddedTransport((c) => grpc.accept(c)),
+        log: log.child({ part: "embedded-relay" }),
+        listenSetting: "--relay-listen (PHAROS_RELAY_LISTEN), or off",
+      });
+    } catch (e) {
+      // The controller stays useful without it (dashboard, fleet driving).
+      log.error("embedded relay not started", { error: e });
+    }
+  }
+  const client = await serviceCert(state, "controller-client");
+  let revision = Date.now();
+  const policy = (): PolicyDocument => ({
+    v: 1,
+    revision: ++revision,
+    revoked_serials: revoked.toArray(),
+    egress_allow: [],
+  });
+  const tunnels = listSetting(cfg.relayTunnels).map((target) => {
+    const i = target.lastIndexOf(":");
+    const t = new TunnelClient({
+      target: {
+        host: target.slice(0, i).replace(/^\[|\]$/g, ""),
+        port: Number(target.slice(i + 1)),
+      },
+      identity: { certPem: client.chainPem, keyPem: client.keyPem, caPem, trust: state.pki.trust },
+      accept: (c) => grpc.accept(c),
+      policy,
+      log: log.child({ part: "tunnel", relay: target }),
+    });
+    t.start();
+    return t;
+  });
+  return {
+    embedded,
+    tunnels,
+    revoked,
+    async close() {
+      await Promise.all(tunnels.map((t) => t.stop()));
+      await embedded?.close();
+    },
+  };
+}

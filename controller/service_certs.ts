@@ -1,0 +1,90 @@
+/**
+ * The controller's own leaf certificates (its client identity towards nodes
+ * and relays, its gRPC server identity, the embedded relay's identity):
+ * issued from the Fleet CA on first use, kept sealed in the database, and
+ * re-issued automatically once renewal is due or the wanted hosts change.
+ */
+import * as pki from "../core/pki/mod.ts";
+import type { Db } from "./db/sqlite.ts";
+import type { ControllerState } from "./state.ts";
+
+export type ServiceCertName = "controller-client" | "controller-server" | "embedded-relay";
+
+export interface ServiceCert {
+  /** Leaf followed by the Fleet CA, PEM. */
+  chainPem: string;
+  keyPem: string;
+  leaf: pki.X509Certificate;
+}
+
+interface Row {
+  cert_pem: string;
+  key_sealed: Uint8Array;
+}
+
+function profileFor(name: ServiceCertName, relayHosts: string[]): pki.LeafProfile {
+  switch (name) {
+    case "controller-client":
+      return { kind: "controller-client" };
+    case "controller-server":
+      return { kind: "controller-server" };
+    case "embedded-relay":
+      return { kind: "relay", hosts: relayHosts };
+  }
+}
+
+function sanHosts(cert: pki.X509Certificate): string[] {
+  const san = cert.getExtension(pki.SubjectAlternativeNameExtension);
+  return (san?.names.items ?? []).filter((n) => n.type === "dns" || n.type === "ip").map((n) =>
+    n.value
+  ).sort();
+}
+
+/** Returns the named certificate, issuing or renewing it when needed. */
+export async function serviceCert(
+  state: Pick<ControllerState, "db" | "keystore" | "pki">,
+  name: ServiceCertName,
+  relayHosts: string[] = ["localhost", "127.0.0.1"],
+  now: Date = new Date(),
+): Promise<ServiceCert> {
+  const fleetPem = pki.certPem(state.pki.cas.fleet.cert);
+  const row = state.db.prepare("SELECT cert_pem, key_sealed FROM service_certs WHERE name = ?").get(
+    name,
+  ) as
+    | Row
+    | undefined;
+  if (row) {
+    const leaf = pki.parseCertificate(row.cert_pem);
+    const hostsChanged = name === "embedded-relay" &&
+      sanHosts(leaf).join() !== relayHosts.map((h) => pki.hostSan(h).value).sort().join();
+    if (!pki.renewalDue(leaf, now) && !hostsChanged) {
+      const der = await state.keystore.open(row.key_sealed, `service:${name}`);
+      const keyPem = pki.derToPem(der, "PRIVATE KEY");
+      return { chainPem: row.cert_pem + fleetPem, keyPem, leaf };
+    }
+  }
+  const keys = await pki.generateKeyPair("P-256");
+  const leaf = await pki.issueLeaf(state.pki.cas, keys.publicKey, profileFor(name, relayHosts), {
+    now,
+  });
+  const der = await pki.exportPrivateKeyDer(keys.privateKey);
+  store(state.db, name, leaf, await state.keystore.seal(der, `service:${name}`));
+  return { chainPem: pki.certPem(leaf) + fleetPem, keyPem: pki.derToPem(der, "PRIVATE KEY"), leaf };
+}
+
+function store(db: Db, name: ServiceCertName, leaf: pki.X509Certificate, sealed: Uint8Array): void {
+  db.prepare(
+    `INSERT INTO service_certs (name, cert_pem, key_sealed, serial, not_after, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT(name) DO UPDATE SET cert_pem = excluded.cert_pem, key_sealed = excluded.key_sealed,
+       serial = excluded.serial, not_after = excluded.not_after, version = version + 1,
+       updated_at = excluded.updated_at`,
+  ).run(
+    name,
+    pki.certPem(leaf),
+    sealed,
+    pki.serialOf(leaf),
+    leaf.notAfter.toISOString(),
+    new Date().toISOString(),
+  );
+}

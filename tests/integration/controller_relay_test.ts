@@ -1,0 +1,316 @@
+// deno-lint-ignore-file no-explicit-any
+/**
+ * The controller's relay wiring: the embedded relay (no socket between it
+ * and the controller), remote relays reached through tunnels the controller
+ * dials, and the guard that admits only relay certificates to the
+ * controller's gRPC server.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import http2 from "node:http2";
+import tls from "node:tls";
+import { resolveConfig } from "../../controller/config.ts";
+import { createControllerGrpc } from "../../controller/grpc/server.ts";
+import { startController } from "../../controller/serve.ts";
+import { serviceCert } from "../../controller/service_certs.ts";
+import { createLogger } from "../../core/log.ts";
+import * as pki from "../../core/pki/mod.ts";
+import { resolveRelayConfig } from "../../relay/config.ts";
+import { runRelay } from "../../relay/run.ts";
+import { duplexPair } from "../../relay/transport.ts";
+import { echoPkg } from "../support/echo_backend.ts";
+import { unary } from "../support/relay_harness.ts";
+import { until } from "../support/wait.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+function echoImpl() {
+  return {
+    Unary(call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) {
+      const md: Record<string, string> = {};
+      for (const [k, v] of Object.entries(call.metadata.getMap())) md[k] = String(v);
+      cb(null, { text: call.request.text, metadata: md });
+    },
+  };
+}
+
+async function issueDevice(cas: pki.Pki) {
+  const csr = await pki.generateCsr("device", { name: "phone" });
+  const cert = await pki.issueLeaf(cas, csr.csrPem, { kind: "device", name: "phone" });
+  return { cert, keyPem: csr.keyPem, chainPem: pki.bundlePem([cert, cas.device.cert]) };
+}
+
+function deviceClient(port: number, rootPem: string, dev: { keyPem: string; chainPem: string }) {
+  return new echoPkg.Echo(
+    `localhost:${port}`,
+    grpc.credentials.createSsl(
+      Buffer.from(rootPem),
+      Buffer.from(dev.keyPem),
+      Buffer.from(dev.chainPem),
+    ),
+  );
+}
+
+Deno.test({
+  name: "controller: a device reaches the controller's gRPC server through the embedded relay",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const logs: string[] = [];
+    const cfg = resolveConfig(
+      { state: dir, "ui-listen": "127.0.0.1:0", "relay-listen": "127.0.0.1:0" },
+      () => undefined,
+    );
+    const ctl = await startController(cfg, {
+      services: [[echoPkg.Echo.service, echoImpl()]],
+      logSink: (l) => logs.push(l),
+    });
+    const client = deviceClient(
+      ctl.relays.embedded!.port,
+      pki.certPem(ctl.state.pki.cas.root.cert),
+      await issueDevice(ctl.state.pki.cas),
+    );
+    try {
+      const { res } = await unary(client, "Unary", { text: "through the embedded relay" });
+      assert.equal(res.text, "through the embedded relay");
+      assert.match(res.metadata["x-pharos-device-fp"], /^sha256:[0-9a-f]{64}$/);
+      // Health endpoint of the dashboard listener answers too.
+      const health = await (await fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`)).json();
+      assert.equal(health.root_ca_fingerprint, ctl.state.pki.rootFingerprint);
+    } finally {
+      client.close();
+      await ctl.shutdown();
+    }
+    // The service certificates survive a restart unchanged.
+    const again = await startController({ ...cfg, relayListen: "off" }, { logSink: () => {} });
+    try {
+      const a = await serviceCert(again.state, "controller-server");
+      const b = await serviceCert(again.state, "controller-server");
+      assert.equal(pki.serialOf(a.leaf), pki.serialOf(b.leaf));
+      assert.equal(again.relays.embedded, null);
+    } finally {
+      await again.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "controller: an embedded relay that cannot bind says which setting to change, and the rest runs",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const logs: string[] = [];
+    const cfg = resolveConfig(
+      {
+        state: dir,
+        "ui-listen": "127.0.0.1:0",
+        "relay-listen": `127.0.0.1:${(busy.addr as Deno.NetAddr).port}`,
+      },
+      () => undefined,
+    );
+    const ctl = await startController(cfg, { logSink: (l) => logs.push(l) });
+    try {
+      const line = logs.map((l) => JSON.parse(l)).find((l) =>
+        l.msg === "embedded relay not started"
+      );
+      assert.ok(line, logs.join("\n"));
+      assert.equal(line.level, "error");
+      assert.match(line.error.message, /already in use.*--relay-listen/);
+      assert.equal((await fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`)).status, 200);
+    } finally {
+      await ctl.shutdown();
+      busy.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "controller: it dials a remote relay's tunnel and serves devices through it",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const relayDir = `${dir}/relay`;
+    const ctlState = `${dir}/state`;
+    // The remote relay's material, as onboarding would install it.
+    const { openState } = await import("../../controller/state.ts");
+    const st = await openState(ctlState);
+    const csr = await pki.generateCsr("relay");
+    const leaf = await pki.issueLeaf(st.pki.cas, csr.csrPem, {
+      kind: "relay",
+      hosts: ["127.0.0.1", "localhost"],
+    });
+    await Deno.mkdir(relayDir);
+    await Deno.writeTextFile(`${relayDir}/relay.key`, csr.keyPem);
+    await Deno.writeTextFile(`${relayDir}/relay.crt`, pki.bundlePem([leaf, st.pki.cas.fleet.cert]));
+    await Deno.writeTextFile(`${relayDir}/ca.crt`, pki.certPem(st.pki.cas.root.cert));
+    await Deno.writeTextFile(`${relayDir}/fleet-ca.crt`, pki.certPem(st.pki.cas.fleet.cert));
+    await Deno.writeTextFile(`${relayDir}/device-ca.crt`, pki.certPem(st.pki.cas.device.cert));
+    const device = await issueDevice(st.pki.cas);
+    const rootPem = pki.certPem(st.pki.cas.root.cert);
+    st.close();
+
+    const relayLogs: string[] = [];
+    const relay = await runRelay(
+      resolveRelayConfig(
+        {
+          dir: relayDir,
+          "client-addr": "127.0.0.1:0",
+          "tunnel-addr": "127.0.0.1:0",
+          "egress-addr": "off",
+        },
+        () => undefined,
+      ),
+      createLogger("relay", { sink: (l) => relayLogs.push(l) }),
+    );
+    const cfg = resolveConfig(
+      {
+        state: ctlState,
+        "ui-listen": "127.0.0.1:0",
+        "relay-listen": "off",
+        "relay-tunnels": `127.0.0.1:${relay.ports.tunnel}`,
+      },
+      () => undefined,
+    );
+    const ctl = await startController(cfg, {
+      services: [[echoPkg.Echo.service, echoImpl()]],
+      logSink: () => {},
+    });
+    const client = deviceClient(relay.ports.client, rootPem, device);
+    try {
+      await until(
+        () => relayLogs.some((l) => l.includes("controller tunnel up")),
+        10_000,
+        "the controller's tunnel",
+      );
+      const { res } = await unary(client, "Unary", { text: "through a remote relay" });
+      assert.equal(res.text, "through a remote relay");
+      assert.equal(res.metadata["x-pharos-device-fp"], await pki.deviceFingerprint(device.cert));
+      assert.ok(
+        relayLogs.some((l) => l.includes('"msg":"policy applied"')),
+        "the controller pushed its policy",
+      );
+    } finally {
+      client.close();
+      await ctl.shutdown();
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** One raw gRPC call straight into the controller's gRPC server with `leaf` as the TLS client. */
+async function directCall(
+  accept: (c: import("node:stream").Duplex) => void,
+  caPem: string,
+  leaf: { keyPem: string; chainPem: string },
+): Promise<{ status?: string; message?: string }> {
+  const [mine, theirs] = duplexPair();
+  accept(theirs);
+  const socket = tls.connect({
+    socket: mine as any,
+    servername: "coxswain-grpc",
+    ca: caPem,
+    key: leaf.keyPem,
+    cert: leaf.chainPem,
+    ALPNProtocols: ["h2"],
+  });
+  socket.on("error", () => {});
+  const session = http2.connect("https://coxswain-grpc", { createConnection: () => socket });
+  session.on("error", () => {});
+  try {
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/pharos.test.v1.Echo/Unary",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    req.end(new Uint8Array(5));
+    req.on("data", () => {});
+    req.on("error", () => {});
+    let out: { status?: string; message?: string } = {};
+    const grab = (h: http2.IncomingHttpHeaders) => {
+      if (h["grpc-status"] !== undefined) {
+        out = {
+          status: String(h["grpc-status"]),
+          message: decodeURIComponent(String(h["grpc-message"] ?? "")),
+        };
+      }
+    };
+    req.on("response", grab);
+    req.on("trailers", grab);
+    await new Promise((r) => req.on("close", r));
+    return out;
+  } finally {
+    session.destroy();
+  }
+}
+
+Deno.test({
+  name:
+    "controller gRPC: only relay certificates get in (not device, node or controller certificates)",
+  ...opts,
+  fn: async () => {
+    const cas = await pki.createPki();
+    const trust = await pki.TrustStore.create({
+      root: cas.root.cert,
+      fleetCa: cas.fleet.cert,
+      deviceCa: cas.device.cert,
+    });
+    const issue = async (profile: pki.LeafProfile) => {
+      const csr = await pki.generateCsr(profile.kind === "device" ? "device" : "node");
+      const cert = await pki.issueLeaf(cas, csr.csrPem, profile);
+      const ca = profile.kind === "device" ? cas.device.cert : cas.fleet.cert;
+      return { cert, keyPem: csr.keyPem, chainPem: pki.bundlePem([cert, ca]) };
+    };
+    const server = await issue({ kind: "controller-server" });
+    const revoked = new pki.RevocationList();
+    const g = createControllerGrpc({
+      certPem: server.chainPem,
+      keyPem: server.keyPem,
+      fleetCaPem: pki.certPem(cas.fleet.cert),
+      trust,
+      revoked,
+      log: createLogger("grpc", { sink: () => {} }),
+      services: [[echoPkg.Echo.service, echoImpl()]],
+    });
+    const caPem = pki.certPem(cas.root.cert) + pki.certPem(cas.fleet.cert);
+    try {
+      const relay = await issue({ kind: "relay", hosts: ["relay.example"] });
+      assert.equal((await directCall(g.accept, caPem, relay)).status, "0");
+      // A controller client certificate chains to the Fleet CA with clientAuth:
+      // TLS accepts it, the guard does not (7.2 of the contract).
+      const ctlClient = await directCall(
+        g.accept,
+        caPem,
+        await issue({ kind: "controller-client" }),
+      );
+      assert.equal(ctlClient.status, String(grpc.status.UNAUTHENTICATED));
+      assert.match(
+        ctlClient.message!,
+        /caller refused: a controller certificate was presented where relay is required/,
+      );
+      // A node certificate (serverAuth only) is already refused by the TLS layer.
+      const node = await directCall(
+        g.accept,
+        caPem,
+        await issue({ kind: "node", host: "203.0.113.8" }),
+      );
+      assert.notEqual(node.status, "0");
+      // A device leaf does not even pass the TLS layer (its issuer is not the Fleet CA).
+      const dev = await directCall(g.accept, caPem, await issue({ kind: "device", name: "d" }));
+      assert.notEqual(dev.status, "0");
+      // Revoking the relay cuts it off on its next call, without restart.
+      revoked.add(relay.cert.serialNumber);
+      const after = await directCall(g.accept, caPem, relay);
+      assert.equal(after.status, String(grpc.status.UNAUTHENTICATED));
+      assert.match(after.message!, /revoked/);
+    } finally {
+      g.close();
+    }
+  },
+});
