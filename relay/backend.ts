@@ -63,6 +63,16 @@ export class Backend {
 
   async #connect(): Promise<http2.ClientHttp2Session> {
     const raw = await this.transport.dial();
+    if (this.transport.inProcess) {
+      // An in-process pipe never leaves this program: no TLS inside it.
+      const session = http2.connect(`http://${CONTROLLER_SERVER_NAME}`, {
+        createConnection: () => raw,
+      });
+      raw.once("close", () => session.destroy());
+      session.on("error", (e) => this.log.warn("controller session error", { error: e }));
+      this.log.info("connected to controller", { transport: this.transport.name });
+      return session;
+    }
     const sock = tls.connect({
       socket: raw,
       servername: CONTROLLER_SERVER_NAME,

@@ -10,6 +10,11 @@ export interface BackendTransport {
   dial(): Promise<Duplex>;
   /** Human-readable name for logs ("embedded", "tunnel"). */
   readonly name: string;
+  /**
+   * True for the embedded pipe: both ends live in this process, so the
+   * relay speaks plain HTTP/2 on it and the controller trusts it by origin.
+   */
+  readonly inProcess?: boolean;
   /** Registers a callback for when the path to the controller is replaced. */
   onChange?(fn: () => void): void;
   close?(): Promise<void>;
@@ -59,6 +64,7 @@ export function duplexPair(): [Duplex, Duplex] {
 export function embeddedTransport(accept: (conn: Duplex) => void): BackendTransport {
   return {
     name: "embedded",
+    inProcess: true,
     dial() {
       const [relayEnd, controllerEnd] = duplexPair();
       accept(controllerEnd);

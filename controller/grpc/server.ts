@@ -1,9 +1,10 @@
 /**
- * The controller's gRPC server. It never listens on a socket: relays reach
- * it through connections handed over in-process (embedded relay) or as
- * substreams of a reverse tunnel the controller dialled. Inside each, TLS
- * 1.3 with the controller's `coxswain-grpc` certificate, and a client
- * certificate with the relay role (callerGuard).
+ * The controller's gRPC server. It never listens on a socket. Remote relays
+ * reach it as substreams of a reverse tunnel the controller dialled: TLS 1.3
+ * inside, the controller's `coxswain-grpc` certificate, and a client
+ * certificate with the relay role (callerGuard). The embedded relay reaches
+ * a twin server, with the same services, that only in-process pipes can
+ * get to: no socket leads there, so it needs no TLS.
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
@@ -26,33 +27,45 @@ export interface ControllerGrpcOptions {
 }
 
 export interface ControllerGrpc {
-  server: grpc.Server;
-  /** Takes one byte stream as an accepted connection. */
+  /** Takes one tunnel substream (TLS from a relay) as an accepted connection. */
   accept(conn: Duplex): void;
+  /** Takes one in-process pipe end from the embedded relay (plain HTTP/2). */
+  acceptInProcess(conn: Duplex): void;
   close(): void;
 }
 
 export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrpc {
+  const limits = { "grpc.max_receive_message_length": 16 * 1024 * 1024 };
   const server = new grpc.Server({
     interceptors: [callerGuard(opts.trust, opts.revoked, ["relay"], opts.log)],
-    "grpc.max_receive_message_length": 16 * 1024 * 1024,
+    ...limits,
   });
-  for (const [def, impl] of opts.services ?? []) server.addService(def, impl);
+  const inProcess = new grpc.Server(limits);
+  for (const [def, impl] of opts.services ?? []) {
+    server.addService(def, impl);
+    inProcess.addService(def, impl);
+  }
   const creds = grpc.ServerCredentials.createSsl(
     Buffer.from(opts.fleetCaPem),
     [{ cert_chain: Buffer.from(opts.certPem), private_key: Buffer.from(opts.keyPem) }],
     true,
   );
   const injector = server.createConnectionInjector(creds);
+  const pipes = inProcess.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   return {
-    server,
     accept(conn) {
       conn.on("error", () => {});
       injector.injectConnection(conn);
     },
+    acceptInProcess(conn) {
+      conn.on("error", () => {});
+      pipes.injectConnection(conn);
+    },
     close() {
       injector.destroy();
+      pipes.destroy();
       server.forceShutdown();
+      inProcess.forceShutdown();
     },
   };
 }

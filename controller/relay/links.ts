@@ -44,7 +44,7 @@ export async function startRelayLinks(
         deviceCaPem: certPem(state.pki.cas.device.cert),
         trust: state.pki.trust,
         revoked,
-        transport: embeddedTransport((c) => grpc.accept(c)),
+        transport: embeddedTransport((c) => grpc.acceptInProcess(c)),
         log: log.child({ part: "embedded-relay" }),
         listenSetting: "--relay-listen (PHAROS_RELAY_LISTEN), or off",
       });

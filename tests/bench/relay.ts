@@ -71,7 +71,8 @@ function directClient(h: Harness, port: number): any {
 async function measure(kind: "embedded" | "tunnel"): Promise<Figure[]> {
   const h = await relayHarness(
     kind === "embedded"
-      ? (accept) => Promise.resolve(embeddedTransport(accept))
+      ? (_accept, _fleet, _leaf, acceptInProcess) =>
+        Promise.resolve(embeddedTransport(acceptInProcess))
       : async (accept, fleet, leaf) => (await startTunnel(accept, fleet, leaf)).transport,
   );
   try {

@@ -14,7 +14,8 @@ import { startTunnel } from "../support/tunnel_fixture.ts";
 import { type Harness, relayHarness, unary } from "../support/relay_harness.ts";
 
 const transports = {
-  embedded: (accept: (c: any) => void) => Promise.resolve(embeddedTransport(accept)),
+  embedded: (_a: unknown, _f: Fleet, _l: IssuedLeaf, acceptInProcess: (c: any) => void) =>
+    Promise.resolve(embeddedTransport(acceptInProcess)),
   tunnel: async (accept: (c: any) => void, fleet: Fleet, relayLeaf: IssuedLeaf) =>
     (await startTunnel(accept, fleet, relayLeaf)).transport,
 };

@@ -44,6 +44,8 @@ export interface EchoBackend {
   accept(conn: Duplex): void;
   /** Connections the server has been handed (to cut them in tests). */
   connections: Duplex[];
+  /** Hands one in-process pipe end (plain HTTP/2) to the gRPC server. */
+  acceptInProcess(conn: Duplex): void;
   /** Also listens on loopback TCP (a direct baseline for benchmarks); returns the port. */
   listenTcp(): Promise<number>;
   close(): void;
@@ -120,12 +122,17 @@ export async function startEchoBackend(fleet: Fleet): Promise<EchoBackend> {
     },
   });
   const injector = server.createConnectionInjector(creds);
+  const pipes = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   return {
     server,
     connections,
     accept(conn) {
       connections.push(conn);
       injector.injectConnection(conn);
+    },
+    acceptInProcess(conn) {
+      connections.push(conn);
+      pipes.injectConnection(conn);
     },
     listenTcp: () =>
       new Promise<number>((resolve, reject) =>

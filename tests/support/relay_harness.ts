@@ -27,6 +27,7 @@ export async function relayHarness(
     accept: (c: import("node:stream").Duplex) => void,
     fleet: Fleet,
     relayLeaf: IssuedLeaf,
+    acceptInProcess: (c: import("node:stream").Duplex) => void,
   ) => Promise<BackendTransport>,
   opts: { maxMessageBytes?: number } = {},
 ): Promise<Harness> {
@@ -36,7 +37,12 @@ export async function relayHarness(
   const device = await fleet.issue({ kind: "device", name: "test phone" });
   const revoked = new RevocationList();
   const logs: string[] = [];
-  const transport = await makeTransport((c) => backend.accept(c), fleet, relayLeaf);
+  const transport = await makeTransport(
+    (c) => backend.accept(c),
+    fleet,
+    relayLeaf,
+    (c) => backend.acceptInProcess(c),
+  );
   const relay = await startRelay({
     listen: { hostname: "127.0.0.1", port: 0 },
     certPem: relayLeaf.chainPem,
