@@ -21,6 +21,8 @@ export interface RelayIdentity {
   /** PEM the TLS library trusts (root and Fleet CA). */
   caPem: string;
   trust: TrustStore;
+  /** Original-controller certificates allowed without a role marker. */
+  legacyControllerPins?: ReadonlySet<string>;
 }
 
 export class Backend {
@@ -101,6 +103,7 @@ export class Backend {
       await this.id.trust.verify(new Uint8Array(peer.raw), {
         expect: "controller",
         usage: "serverAuth",
+        legacyControllerPins: this.id.legacyControllerPins,
       });
     } catch (e) {
       sock.destroy();

@@ -21,8 +21,13 @@ flags (each also from an environment variable or the --config JSON file):
   --egress-allow LIST  host:port,... the controller may reach when it pushes no list
                        (PHAROS_RELAY_EGRESS_ALLOW)
   --log-level L        debug|info|warn|error (PHAROS_LOG_LEVEL, info)
+  --legacy-controller-pins FP,...
+                       SHA-256 fingerprints of original Go controller certificates
+                       (no role marker) to accept as the controller; off by default
+                       (PHAROS_RELAY_LEGACY_CONTROLLER_PINS)
   --config FILE        JSON object with the keys dir, clientAddr, tunnelAddr,
-                       egressAddr, egressAllow, logLevel (PHAROS_RELAY_CONFIG)
+                       egressAddr, egressAllow, logLevel, legacyControllerPins
+                       (PHAROS_RELAY_CONFIG)
 `;
 
 export interface RelayCliIo {
@@ -49,6 +54,7 @@ export async function runRelayCli(
         "egress-addr": { type: "string" },
         "egress-allow": { type: "string" },
         "log-level": { type: "string" },
+        "legacy-controller-pins": { type: "string" },
         config: { type: "string" },
         help: { type: "boolean", short: "h" },
       },

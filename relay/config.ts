@@ -1,4 +1,5 @@
 /** Remote relay settings (flag > environment > JSON config file > default). */
+import { normalizeFingerprint } from "../core/pki/fingerprint.ts";
 import {
   checkListen,
   LOG_LEVEL_SPEC,
@@ -16,6 +17,11 @@ export interface RelayConfig {
   /** Comma-separated host:port list for controllers that cannot push one. */
   egressAllow: string;
   logLevel: "debug" | "info" | "warn" | "error";
+  /**
+   * Comma-separated SHA-256 fingerprints (DER, any notation) of original Go
+   * controller certificates to accept as the controller. Empty (off) by default.
+   */
+  legacyControllerPins: string;
 }
 
 const listenOrOff = (v: string) => v === "off" ? undefined : checkListen(v);
@@ -51,6 +57,13 @@ export const RELAY_SETTINGS: SettingSpec[] = [
     default: "info",
     ...LOG_LEVEL_SPEC,
   },
+  {
+    key: "legacyControllerPins",
+    flag: "legacy-controller-pins",
+    env: "PHAROS_RELAY_LEGACY_CONTROLLER_PINS",
+    default: "",
+    check: checkPins,
+  },
 ];
 
 export function resolveRelayConfig(
@@ -59,4 +72,18 @@ export function resolveRelayConfig(
   file: Record<string, unknown> = {},
 ): RelayConfig {
   return resolveSettings(RELAY_SETTINGS, flags, env, file) as unknown as RelayConfig;
+}
+
+/** The pins as a set of normalised fingerprints. */
+export function legacyPins(v: string): Set<string> {
+  return new Set(v.split(",").map((s) => s.trim()).filter(Boolean).map(normalizeFingerprint));
+}
+
+function checkPins(v: string): string | undefined {
+  try {
+    legacyPins(v);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }

@@ -18,6 +18,8 @@ export interface ControllerListenerOptions {
   fleetCaPem: string;
   trust: TrustStore;
   revoked: RevocationList;
+  /** Original-controller certificates allowed without a role marker (see VerifyOptions). */
+  legacyControllerPins?: ReadonlySet<string>;
   log: Logger;
   onController(socket: tls.TLSSocket, who: VerifiedCertificate): void;
   /** The setting that moves the listener, named in bind errors. */
@@ -44,7 +46,12 @@ export async function listenForController(
     socket.setNoDelay(true);
     const peer = socket.getPeerCertificate(true);
     const der = peer?.raw ? new Uint8Array(peer.raw) : new Uint8Array(0);
-    opts.trust.verify(der, { expect: "controller", usage: "clientAuth", revoked: opts.revoked })
+    opts.trust.verify(der, {
+      expect: "controller",
+      usage: "clientAuth",
+      revoked: opts.revoked,
+      legacyControllerPins: opts.legacyControllerPins,
+    })
       .then(
         (who) => opts.onController(socket, who),
         (e) => {

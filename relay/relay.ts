@@ -21,6 +21,8 @@ export interface RelayOptions {
   caPem: string;
   deviceCaPem: string;
   trust: TrustStore;
+  /** Original-controller certificates allowed without a role marker. */
+  legacyControllerPins?: ReadonlySet<string>;
   revoked: RevocationList;
   transport: BackendTransport;
   log: Logger;

@@ -13,7 +13,7 @@ import {
 } from "../core/pki/mod.ts";
 import { RelayPolicy } from "../core/relay_policy.ts";
 import { splitListen } from "../core/settings.ts";
-import type { RelayConfig } from "./config.ts";
+import { legacyPins, type RelayConfig } from "./config.ts";
 import { listenForController } from "./controller_listener.ts";
 import { serveEgress } from "./egress.ts";
 import { startRelay } from "./relay.ts";
@@ -62,6 +62,12 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
   const certChain = certPem(leaf) + certPem(trust.anchors.fleetCa);
   const fleetCaPem = certPem(trust.anchors.fleetCa);
 
+  const pins = legacyPins(cfg.legacyControllerPins);
+  if (pins.size > 0) {
+    log.warn("legacy controller pins are on: these unmarked certificates count as the controller", {
+      pins: [...pins],
+    });
+  }
   const staticAllow = cfg.egressAllow.split(",").map((s) => s.trim()).filter(Boolean);
   const policy = new RelayPolicy(staticAllow);
   const slot = new TunnelSlot(policy, log);
@@ -74,6 +80,7 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
     trust,
     revoked: policy.revoked,
     transport: slot,
+    legacyControllerPins: pins,
     log,
     listenSetting: "--client-addr",
   });
@@ -83,6 +90,7 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
     fleetCaPem,
     trust,
     revoked: policy.revoked,
+    legacyControllerPins: pins,
     log,
   };
   const tunnel = await listenForController({

@@ -7,7 +7,7 @@
 import * as x509 from "@peculiar/x509";
 
 import { PkiError } from "./errors.ts";
-import { deviceFingerprint } from "./fingerprint.ts";
+import { caFingerprint, deviceFingerprint } from "./fingerprint.ts";
 import { parseCertificates } from "./pem.ts";
 import { RevocationList } from "./revocation.ts";
 import { type IssuerKind, type Role, roleOf } from "./roles.ts";
@@ -27,6 +27,13 @@ export interface VerifyOptions {
   usage?: Usage;
   now?: Date;
   revoked?: RevocationList;
+  /**
+   * Compatibility with the original Go controller, whose certificates carry
+   * no role marker: Fleet-CA leaves whose DER SHA-256 (as `openssl x509
+   * -fingerprint -sha256` prints it, normalised) is listed here count as the
+   * controller. Empty by default; each entry pins exactly one certificate.
+   */
+  legacyControllerPins?: ReadonlySet<string>;
 }
 
 export interface VerifiedCertificate {
@@ -175,7 +182,7 @@ export class TrustStore {
       );
     }
 
-    const role = roleOf(leaf, kind);
+    const role = await this.#role(leaf, kind, opts.legacyControllerPins);
     const expected = typeof opts.expect === "string" ? [opts.expect] : opts.expect;
     if (!expected.includes(role)) {
       throw new PkiError(
@@ -190,6 +197,21 @@ export class TrustStore {
       }
     }
     return { role, leaf, serial, fingerprint: await deviceFingerprint(leaf) };
+  }
+
+  async #role(
+    leaf: x509.X509Certificate,
+    kind: IssuerKind,
+    pins?: ReadonlySet<string>,
+  ): Promise<Role> {
+    try {
+      return roleOf(leaf, kind);
+    } catch (e) {
+      if (kind === "fleet" && pins && pins.size > 0 && pins.has(await caFingerprint(leaf))) {
+        return "controller";
+      }
+      throw e;
+    }
   }
 
   async #issuerOf(

@@ -14,7 +14,12 @@ import { RelayPolicy } from "../../core/relay_policy.ts";
 import { listenForController } from "../../relay/controller_listener.ts";
 import { serveEgress } from "../../relay/egress.ts";
 import { nodeToWeb } from "../../relay/web_node.ts";
-import { type Fleet, type IssuedLeaf, makeFleet } from "../support/pki_fixture.ts";
+import {
+  type Fleet,
+  type IssuedLeaf,
+  issueLegacyControllerCert,
+  makeFleet,
+} from "../support/pki_fixture.ts";
 import { relayHarness, unary } from "../support/relay_harness.ts";
 import { startTunnel, type TunnelFixture } from "../support/tunnel_fixture.ts";
 import { until } from "../support/wait.ts";
@@ -364,3 +369,53 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "legacy: an original controller's unmarked certificate holds the tunnel only when pinned",
+  ...opts,
+  fn: async () => {
+    const fleet = await makeFleet();
+    const relayLeaf = await fleet.issue({ kind: "relay", hosts: ["127.0.0.1"] });
+    const legacy = await issueLegacyControllerCert(fleet);
+    const unpinned = await issueLegacyControllerCert(fleet);
+    const listen = (pins: Set<string>) =>
+      listenForController({
+        listen: { hostname: "127.0.0.1", port: 0 },
+        certPem: relayLeaf.chainPem,
+        keyPem: relayLeaf.keyPem,
+        fleetCaPem: certPem(fleet.pki.fleet.cert),
+        trust: fleet.trust,
+        revoked: new RelayPolicy().revoked,
+        legacyControllerPins: pins,
+        log: createLogger("legacy", { sink: () => {} }),
+        onController: (socket) =>
+          void serveEgress(nodeToWeb(socket), {
+            policy: new RelayPolicy(),
+            log: createLogger("e", { sink: () => {} }),
+          }),
+      });
+    const off = await listen(new Set());
+    const on = await listen(new Set([await caFingerprintOf(legacy)]));
+    try {
+      assert.equal(await holdsPort(fleet, off.port, legacy), false, "off by default");
+      assert.equal(
+        await holdsPort(fleet, on.port, legacy),
+        true,
+        "the pinned certificate is admitted",
+      );
+      assert.equal(
+        await holdsPort(fleet, on.port, unpinned),
+        false,
+        "one pin admits one certificate",
+      );
+    } finally {
+      await off.close();
+      await on.close();
+    }
+  },
+});
+
+async function caFingerprintOf(leaf: IssuedLeaf): Promise<string> {
+  const { caFingerprint } = await import("../../core/pki/mod.ts");
+  return await caFingerprint(leaf.cert);
+}

@@ -371,3 +371,36 @@ Deno.test("pki: issuance validates hosts and names", async () => {
     "bad-csr",
   );
 });
+
+Deno.test("pki: legacy controller pins admit exactly the pinned unmarked certificate", async () => {
+  const { issueLegacyControllerCert } = await import("../support/pki_fixture.ts");
+  const legacy = await issueLegacyControllerCert(fleet);
+  const other = await issueLegacyControllerCert(fleet);
+  await rejects(fleet.trust.verify(legacy.cert, { expect: "controller" }), "no-role");
+  const fp = (await pki.caFingerprint(legacy.cert)).toUpperCase().match(/../g)!.join(":");
+  const pins = new Set([pki.normalizeFingerprint(fp)]);
+  const v = await fleet.trust.verify(legacy.cert, {
+    expect: "controller",
+    usage: "clientAuth",
+    legacyControllerPins: pins,
+  });
+  assert.equal(v.role, "controller");
+  await rejects(
+    fleet.trust.verify(other.cert, { expect: "controller", legacyControllerPins: pins }),
+    "no-role",
+  );
+  // A pin never lifts the other checks: revoked stays revoked.
+  const revoked = new pki.RevocationList([legacy.cert.serialNumber]);
+  await rejects(
+    fleet.trust.verify(legacy.cert, { expect: "controller", legacyControllerPins: pins, revoked }),
+    "revoked",
+  );
+  // A pinned certificate from the Device CA side is never a controller: pins apply to Fleet-CA leaves only.
+  await rejects(
+    fleet.trust.verify(leaves.device.cert, {
+      expect: "controller",
+      legacyControllerPins: new Set([await pki.caFingerprint(leaves.device.cert)]),
+    }),
+    "wrong-role",
+  );
+});
