@@ -1,9 +1,5 @@
 // `deno task agent …`: the node agent.
+import { processIo } from "../relay/cli_support.ts";
 import { runAgentCli } from "./cli.ts";
 
-Deno.exit(
-  await runAgentCli(Deno.args, {
-    out: (t) => Deno.stdout.writeSync(new TextEncoder().encode(t)),
-    err: (l) => console.error(l),
-  }, (n) => Deno.env.get(n)),
-);
+Deno.exit(await runAgentCli(Deno.args, processIo, (n) => Deno.env.get(n)));

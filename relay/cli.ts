@@ -1,7 +1,6 @@
 /** The relay's command line: `gen-csr` and `run`. */
-import { parseArgs } from "node:util";
-import { PharosError } from "../core/errors.ts";
 import { createLogger } from "../core/log.ts";
+import { type CliIo, parseCommandLine, withCliErrors } from "./cli_support.ts";
 import { resolveRelayConfig } from "./config.ts";
 import { readJsonConfig } from "./files.ts";
 import { genCsr } from "./gen_csr.ts";
@@ -30,9 +29,7 @@ flags (each also from an environment variable or the --config JSON file):
                        (PHAROS_RELAY_CONFIG)
 `;
 
-export interface RelayCliIo {
-  out(text: string): void;
-  err(line: string): void;
+export interface RelayCliIo extends CliIo {
   /** Resolves when the process should stop (signals); tests pass their own. */
   stopped?: Promise<void>;
 }
@@ -42,29 +39,24 @@ export async function runRelayCli(
   io: RelayCliIo,
   env: (name: string) => string | undefined,
 ): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string" },
-        "client-addr": { type: "string" },
-        "tunnel-addr": { type: "string" },
-        "egress-addr": { type: "string" },
-        "egress-allow": { type: "string" },
-        "log-level": { type: "string" },
-        "legacy-controller-pins": { type: "string" },
-        config: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    io.err(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandLine(
+    args,
+    {
+      dir: { type: "string" },
+      "client-addr": { type: "string" },
+      "tunnel-addr": { type: "string" },
+      "egress-addr": { type: "string" },
+      "egress-allow": { type: "string" },
+      "log-level": { type: "string" },
+      "legacy-controller-pins": { type: "string" },
+      config: { type: "string" },
+    },
+    USAGE,
+    io,
+  );
+  if (!parsed) return 2;
   const { values, positionals } = parsed;
-  try {
+  return await withCliErrors(io, async () => {
     const cfg = resolveRelayConfig(
       values,
       env,
@@ -72,8 +64,7 @@ export async function runRelayCli(
     );
     switch (positionals[0]) {
       case "gen-csr":
-        await genCsr(cfg.dir, io.out, io.err);
-        return 0;
+        return await genCsr("relay", cfg.dir, io);
       case "run": {
         const log = createLogger("relay", { level: cfg.logLevel, sink: io.err });
         const relay = await runRelay(cfg, log);
@@ -86,14 +77,5 @@ export async function runRelayCli(
         io.err(USAGE);
         return values.help ? 0 : 2;
     }
-  } catch (e) {
-    if (
-      e instanceof PharosError || e instanceof Deno.errors.PermissionDenied ||
-      e instanceof Deno.errors.NotADirectory
-    ) {
-      io.err(`error: ${(e as Error).message}`);
-      return 1;
-    }
-    throw e;
-  }
+  });
 }

@@ -1,21 +1,20 @@
 /**
- * `gen-csr --dir DIR`: makes (or reuses) DIR/relay.key (0600) and writes and
- * prints DIR/relay.csr, for the controller to sign over SSH.
+ * `gen-csr --dir DIR` for a relay or a node agent: makes (or reuses)
+ * DIR/<name>.key (0600) and writes and prints DIR/<name>.csr, for the
+ * controller to sign over SSH. The key never leaves the machine.
  */
 import { ensureKeyAndCsr } from "../core/pki/mod.ts";
+import type { CliIo } from "./cli_support.ts";
 import { dirStore } from "./files.ts";
 
-export async function genCsr(
-  dir: string,
-  out: (text: string) => void,
-  err: (line: string) => void,
-): Promise<void> {
-  const r = await ensureKeyAndCsr(dirStore(dir), "relay", { key: "relay.key", csr: "relay.csr" });
-  err(
+export async function genCsr(kind: "relay" | "node", dir: string, io: CliIo): Promise<number> {
+  const r = await ensureKeyAndCsr(dirStore(dir), kind, { key: `${kind}.key`, csr: `${kind}.csr` });
+  io.err(
     r.createdKey
-      ? `wrote a new private key to ${dir}/relay.key (mode 0600)`
-      : `reusing ${dir}/relay.key`,
+      ? `wrote a new private key to ${dir}/${kind}.key (mode 0600)`
+      : `reusing ${dir}/${kind}.key`,
   );
-  err(`wrote ${dir}/relay.csr`);
-  out(r.csrPem);
+  io.err(`wrote ${dir}/${kind}.csr`);
+  io.out(r.csrPem);
+  return 0;
 }

@@ -1,10 +1,8 @@
 /** The `cox` command line: parses arguments and dispatches to commands. */
-import { parseArgs } from "node:util";
-import { PharosError } from "../../core/errors.ts";
 import { readJsonConfig } from "../../relay/files.ts";
 import { resolveConfig } from "../config.ts";
 import { caExport } from "./ca.ts";
-import type { CliIo } from "./io.ts";
+import { type CliIo, parseCommandLine, withCliErrors } from "../../relay/cli_support.ts";
 
 const USAGE = `usage: cox <command> [flags]
 
@@ -21,28 +19,23 @@ export async function runCli(
   io: CliIo,
   env: (n: string) => string | undefined,
 ): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        state: { type: "string" },
-        config: { type: "string" },
-        which: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    io.err(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandLine(
+    args,
+    {
+      state: { type: "string" },
+      config: { type: "string" },
+      which: { type: "string" },
+    },
+    USAGE,
+    io,
+  );
+  if (!parsed) return 2;
   const { values, positionals } = parsed;
   if (values.help || positionals.length === 0) {
     io.err(USAGE);
     return values.help ? 0 : 2;
   }
-  try {
+  return await withCliErrors(io, async () => {
     const file = await readJsonConfig(values.config ?? env("PHAROS_CONFIG"));
     const cfg = resolveConfig({ state: values.state }, env, file);
     const cmd = positionals.join(" ");
@@ -53,11 +46,5 @@ export async function runCli(
         io.err(`unknown command "${cmd}"\n${USAGE}`);
         return 2;
     }
-  } catch (e) {
-    if (e instanceof PharosError) {
-      io.err(`error: ${e.message}`);
-      return 1;
-    }
-    throw e;
-  }
+  });
 }
