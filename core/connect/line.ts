@@ -4,6 +4,7 @@
  * newline, port decimal 1..65535. There is no reply byte. Everything after
  * the newline is payload and is handed back untouched.
  */
+import { joinHostPort } from "../net/mod.ts";
 import { checkHost, ConnectError, type HostKind } from "./host.ts";
 
 /** Most bytes allowed before the newline. */
@@ -103,7 +104,7 @@ export function formatConnectTarget(host: string, port: number): string {
     throw new ConnectError("bad-port", `CONNECT port ${String(port)} is not an integer`);
   }
   const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-  const text = bare.includes(":") ? `[${bare}]:${port}` : `${bare}:${port}`;
+  const text = joinHostPort(bare, port);
   parseConnectTarget(text);
   return text;
 }

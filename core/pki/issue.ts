@@ -5,6 +5,7 @@
  */
 import * as x509 from "@peculiar/x509";
 import { toHex } from "../encoding.ts";
+import { formatIp, NetError, parseHost } from "../net/mod.ts";
 import { checkPrintable, verifyCsr } from "./csr.ts";
 import { PkiError } from "./errors.ts";
 import { generateKeyPair } from "./keys.ts";
@@ -121,26 +122,17 @@ export async function createPki(opts: IssueOptions = {}): Promise<Pki> {
   };
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const DNS_NAME =
-  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
-
-/** A SAN entry for a host: IP SAN for IPv4/IPv6 literals, DNS SAN otherwise. */
+/** A SAN entry for a host: IP SAN for IPv4/IPv6 literals (brackets optional), DNS SAN otherwise. */
 export function hostSan(host: string): x509.JsonGeneralName {
-  if (IPV4.test(host)) return { type: "ip", value: host };
-  if (host.includes(":")) {
-    try {
-      // URL parsing validates and canonicalises an IPv6 literal.
-      const canon = new URL(`http://[${host.replace(/^\[|\]$/g, "")}]/`).hostname.slice(1, -1);
-      return { type: "ip", value: canon };
-    } catch {
-      throw new PkiError("malformed", `"${host}" is neither an IP address nor a DNS name`);
-    }
+  try {
+    const parsed = parseHost(host.includes(":") ? host.replace(/^\[|\]$/g, "") : host);
+    if (parsed.kind === "name") return { type: "dns", value: parsed.name };
+    // All-hex mapped IPv4: @peculiar/x509 misreads "::ffff:1.2.3.4" as "::ffff:1".
+    return { type: "ip", value: formatIp(parsed.address, { hexMapped: true }) };
+  } catch (e) {
+    if (!(e instanceof NetError)) throw e;
+    throw new PkiError("malformed", `"${host}" is neither an IP address nor a DNS name`);
   }
-  if (DNS_NAME.test(host) && !/^\d+$/.test(host.slice(host.lastIndexOf(".") + 1))) {
-    return { type: "dns", value: host.toLowerCase() };
-  }
-  throw new PkiError("malformed", `"${host}" is neither an IP address nor a DNS name`);
 }
 
 interface LeafShape {

@@ -8,6 +8,11 @@
  * a known type) are kept verbatim as {@link OpaqueProtocol} and skipped by
  * {@link knownProtocols}. Nothing unknown is ever rejected.
  */
+import {
+  type AwgObfuscation,
+  OBFUSCATION_NUMBER_KEYS,
+  OBFUSCATION_TEMPLATE_KEYS,
+} from "../dataplane/obfuscation.ts";
 import { fromBase64, fromBase64Url } from "../encoding.ts";
 import { isJsonObject, parseBoundedJson } from "../seal/bounded_json.ts";
 import { ProfileError, ProfileFieldError } from "./errors.ts";
@@ -49,24 +54,7 @@ export interface Rotation extends WithExtra {
 }
 
 /** A node's AmneziaWG obfuscation set (must equal the node's exactly). */
-export interface Obfuscation extends WithExtra {
-  jc: number;
-  jmin: number;
-  jmax: number;
-  s1: number;
-  s2: number;
-  s3: number;
-  s4: number;
-  h1: number;
-  h2: number;
-  h3: number;
-  h4: number;
-  i1?: string;
-  i2?: string;
-  i3?: string;
-  i4?: string;
-  i5?: string;
-}
+export interface Obfuscation extends AwgObfuscation, WithExtra {}
 
 /** `amneziawg` v2 params. */
 export interface AmneziaWgParams extends WithExtra {
@@ -232,10 +220,8 @@ const rotation = record<Rotation>([
 ]);
 
 const obfuscation = record<Obfuscation>([
-  ...["jc", "jmin", "jmax", "s1", "s2", "s3", "s4", "h1", "h2", "h3", "h4"].map((k) =>
-    f(k, uint32)
-  ),
-  ...["i1", "i2", "i3", "i4", "i5"].map((k) => f(k, template, true, true)),
+  ...OBFUSCATION_NUMBER_KEYS.map((k) => f(k, uint32)),
+  ...OBFUSCATION_TEMPLATE_KEYS.map((k) => f(k, template, true, true)),
 ]);
 
 const awgParams = record<AmneziaWgParams>([

@@ -14,9 +14,7 @@ import {
   FrameDecoder,
   HEADER_LENGTH,
   INITIAL_WINDOW,
-  memoryDuplexPair,
   MuxError,
-  MuxSession,
   type MuxStream,
   TYPE_DATA,
   TYPE_GO_AWAY,
@@ -29,6 +27,8 @@ import {
   parseConnectTarget,
   readConnectLine,
 } from "../../core/connect/mod.ts";
+import { concat } from "../../core/encoding.ts";
+import { sessionWithRawConn } from "../unit/mux_helpers.ts";
 
 /** mulberry32: small deterministic PRNG. */
 export class Rng {
@@ -65,16 +65,6 @@ export interface FuzzReport {
 
 function count(report: FuzzReport, outcome: string): void {
   report.outcomes.set(outcome, (report.outcomes.get(outcome) ?? 0) + 1);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** A plausible frame sequence from a peer of the given role. */
@@ -153,23 +143,23 @@ function mutate(rng: Rng, input: Uint8Array): Uint8Array {
         bytes[at] = rng.pick([0, 1, 2, 3, 4, 0x7f, 0x80, 0xff]);
         break;
       case 2:
-        bytes = concat([bytes.subarray(0, at), rng.bytes(1 + rng.int(8)), bytes.subarray(at)]);
+        bytes = concat(bytes.subarray(0, at), rng.bytes(1 + rng.int(8)), bytes.subarray(at));
         break;
       case 3:
-        bytes = concat([
+        bytes = concat(
           bytes.subarray(0, at),
           bytes.subarray(Math.min(bytes.length, at + 1 + rng.int(8))),
-        ]);
+        );
         break;
       case 4:
         bytes = bytes.slice(0, at);
         break;
       default: {
         const start = rng.int(bytes.length);
-        bytes = concat([
+        bytes = concat(
           bytes,
           bytes.subarray(start, Math.min(bytes.length, start + HEADER_LENGTH + rng.int(20))),
-        ]);
+        );
       }
     }
   }
@@ -182,9 +172,9 @@ export function muxInput(rng: Rng, peerIsClient: boolean): Uint8Array {
     case 0:
       return rng.bytes(rng.int(200));
     case 1:
-      return concat(validFrames(rng, peerIsClient));
+      return concat(...validFrames(rng, peerIsClient));
     default:
-      return mutate(rng, concat(validFrames(rng, peerIsClient)));
+      return mutate(rng, concat(...validFrames(rng, peerIsClient)));
   }
 }
 
@@ -271,15 +261,13 @@ async function consumeStream(rng: Rng, s: MuxStream, typed: (e: unknown) => void
 async function sessionCase(rng: Rng, deadlineMs: number): Promise<string> {
   const role = rng.int(2) === 0 ? "server" : "client";
   const input = muxInput(rng, role === "server");
-  const [ours, raw] = memoryDuplexPair(4096);
-  const session = new MuxSession(ours, {
+  const { session, conn: raw } = sessionWithRawConn({
     role,
-    keepAliveIntervalMs: 0,
     maxStreams: 1 + rng.int(8),
     acceptBacklog: 1 + rng.int(8),
     writeTimeoutMs: deadlineMs,
     streamOpenTimeoutMs: 0,
-  });
+  }, 4096);
   const untyped: unknown[] = [];
   const typed = (e: unknown) => {
     if (!(e instanceof MuxError)) untyped.push(e);
@@ -409,11 +397,11 @@ export async function fuzzConnect(seed: number, cases: number): Promise<FuzzRepo
       outcome = e.code;
     }
     const payload = rng.bytes(rng.int(8));
-    const bytes = concat([
+    const bytes = concat(
       enc.encode(line),
       rng.int(4) === 0 ? new Uint8Array(0) : new Uint8Array([10]),
       payload,
-    ]);
+    );
     const pieces = splitRandomly(rng, bytes);
     let k = 0;
     const reader = new ReadableStream<Uint8Array>({

@@ -12,6 +12,7 @@ import {
   type LibYamuxMuxer,
   type LibYamuxStream,
 } from "../support/libp2p_yamux.ts";
+import { seededBytes } from "../unit/mux_helpers.ts";
 
 const STREAMS = 4;
 const BYTES_PER_STREAM = 2 * 1024 * 1024;
@@ -33,19 +34,6 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch {
     // already closed by the session
   }
-}
-
-/** Deterministic, stream-specific content so a mix-up between streams shows. */
-function pattern(seed: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 function assertSameBytes(got: Uint8Array[], want: Uint8Array): void {
@@ -102,7 +90,7 @@ Deno.test("mux interop: our client, @libp2p/yamux server over TCP", async () => 
 
     const streams = await Promise.all(Array.from({ length: STREAMS }, () => ours.open()));
     assert.deepEqual(streams.map((s) => s.id), [1, 3, 5, 7], "client ids are odd and increasing");
-    const payloads = streams.map((_, i) => pattern(i + 1, BYTES_PER_STREAM + i * 1000));
+    const payloads = streams.map((_, i) => seededBytes(i + 1, BYTES_PER_STREAM + i * 1000));
     const results = await Promise.all(streams.map((s, i) => echoThroughOurStream(s, payloads[i])));
     results.forEach((got, i) => assertSameBytes(got, payloads[i]));
     assert.deepEqual(await Promise.all(echoes), Array(STREAMS).fill("echoed"));
@@ -162,7 +150,7 @@ Deno.test("mux interop: @libp2p/yamux client, our server over TCP", async () => 
 
     const payloads = Array.from(
       { length: STREAMS },
-      (_, i) => pattern(100 + i, BYTES_PER_STREAM - i * 777),
+      (_, i) => seededBytes(100 + i, BYTES_PER_STREAM - i * 777),
     );
     await Promise.all(payloads.map(async (data) => {
       const stream = await theirs.createStream();

@@ -2,6 +2,7 @@
  * Test helpers for core/mux: a "raw peer" that speaks frames by hand (to play
  * a hostile or silent peer), and small stream utilities.
  */
+import { concat } from "../../core/encoding.ts";
 import {
   type Duplex,
   encodeFrame,
@@ -72,13 +73,19 @@ export class RawPeer {
   }
 }
 
+/** A session under test on one end of a memory pipe, and the other end as is. */
+export function sessionWithRawConn(
+  options: MuxOptions,
+  pipeBytes?: number,
+): { session: MuxSession; conn: Duplex } {
+  const [a, b] = memoryDuplexPair(pipeBytes);
+  return { session: new MuxSession(a, { keepAliveIntervalMs: 0, ...options }), conn: b };
+}
+
 /** A session under test plus a raw peer on the other end of a memory pipe. */
 export function sessionWithRawPeer(options: MuxOptions): { session: MuxSession; peer: RawPeer } {
-  const [a, b] = memoryDuplexPair();
-  return {
-    session: new MuxSession(a, { keepAliveIntervalMs: 0, ...options }),
-    peer: new RawPeer(b),
-  };
+  const { session, conn } = sessionWithRawConn(options);
+  return { session, peer: new RawPeer(conn) };
 }
 
 /** Two sessions talking to each other over a memory pipe. */
@@ -97,13 +104,7 @@ export function sessionPair(
 export async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const c of readable) parts.push(c);
-  const out = new Uint8Array(parts.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of parts) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return concat(...parts);
 }
 
 /** Pseudo-random bytes from a seed (xorshift32), for content checks. */
