@@ -20,7 +20,7 @@ import {
   issueLegacyControllerCert,
   makeFleet,
 } from "../support/pki_fixture.ts";
-import { relayHarness, unary } from "../support/relay_harness.ts";
+import { type Harness, relayHarness, unary } from "../support/relay_harness.ts";
 import { startTunnel, type TunnelFixture } from "../support/tunnel_fixture.ts";
 import { until } from "../support/wait.ts";
 
@@ -59,121 +59,108 @@ async function holdsPort(fleet: Fleet, port: number, leaf: IssuedLeaf): Promise<
   }
 }
 
-Deno.test({
-  name:
-    "tunnel: node, relay and device certificates cannot hold the tunnel; the controller still can",
-  ...opts,
-  fn: async () => {
-    let t: TunnelFixture | undefined;
-    const h = await relayHarness(async (a, f, r) => {
-      t = await startTunnel(a, f, r);
-      return t.transport;
-    });
-    try {
-      const fleet = h.fleet;
-      const intruders = [
-        await fleet.issue({ kind: "node", host: "203.0.113.4" }),
-        await fleet.issue({ kind: "relay", hosts: ["relay2.example"] }),
-        await fleet.issue({ kind: "controller-server" }),
-        h.device,
-      ];
-      for (const leaf of intruders) assert.equal(await holdsPort(fleet, t!.port, leaf), false);
-      assert.ok(t!.logs.some((l) => l.includes("refused a non-controller connection")));
-      // The real controller's tunnel was never displaced.
-      assert.equal(t!.client.sessions, 1);
-      assert.equal(
-        (await unary(h.client(), "Unary", { text: "still here" })).res.text,
-        "still here",
-      );
-    } finally {
-      await h.close();
-    }
+tunnelTest(
+  "tunnel: node, relay and device certificates cannot hold the tunnel; the controller still can",
+  async (h, t) => {
+    const fleet = h.fleet;
+    const intruders = [
+      await fleet.issue({ kind: "node", host: "203.0.113.4" }),
+      await fleet.issue({ kind: "relay", hosts: ["relay2.example"] }),
+      await fleet.issue({ kind: "controller-server" }),
+      h.device,
+    ];
+    for (const leaf of intruders) assert.equal(await holdsPort(fleet, t.port, leaf), false);
+    assert.ok(t.logs.some((l) => l.includes("refused a non-controller connection")));
+    // The real controller's tunnel was never displaced.
+    assert.equal(t.client.sessions, 1);
+    assert.equal(
+      (await unary(h.client(), "Unary", { text: "still here" })).res.text,
+      "still here",
+    );
   },
-});
+);
 
-Deno.test({
-  name: "tunnel: after a cut or a relay restart the controller redials and calls work again",
-  ...opts,
-  fn: async () => {
-    let t: TunnelFixture | undefined;
-    const h = await relayHarness(async (a, f, r) => {
-      t = await startTunnel(a, f, r);
-      return t.transport;
-    });
-    try {
-      assert.equal((await unary(h.client(), "Unary", { text: "one" })).res.text, "one");
-      // Cut: the relay drops the tunnel's TCP connection.
-      await t!.slot.close();
-      await until(
-        () => t!.client.sessions >= 2 && t!.slot.connected,
-        10_000,
-        "the controller to redial",
-      );
-      assert.equal((await unary(h.client(), "Unary", { text: "two" })).res.text, "two");
-      // Restart of the relay's listener on the same port.
-      await t!.restartRelay();
-      await until(
-        () => t!.client.sessions >= 3 && t!.slot.connected,
-        10_000,
-        "the controller to redial after restart",
-      );
-      assert.equal((await unary(h.client(), "Unary", { text: "three" })).res.text, "three");
-    } finally {
-      await h.close();
-    }
+tunnelTest(
+  "tunnel: after a cut or a relay restart the controller redials and calls work again",
+  async (h, t) => {
+    assert.equal((await unary(h.client(), "Unary", { text: "one" })).res.text, "one");
+    // Cut: the relay drops the tunnel's TCP connection.
+    await t.slot.close();
+    await until(
+      () => t.client.sessions >= 2 && t.slot.connected,
+      10_000,
+      "the controller to redial",
+    );
+    assert.equal((await unary(h.client(), "Unary", { text: "two" })).res.text, "two");
+    // Restart of the relay's listener on the same port.
+    await t.restartRelay();
+    await until(
+      () => t.client.sessions >= 3 && t.slot.connected,
+      10_000,
+      "the controller to redial after restart",
+    );
+    assert.equal((await unary(h.client(), "Unary", { text: "three" })).res.text, "three");
   },
-});
+);
 
-Deno.test({
-  name: "tunnel: a second controller session replaces the first instead of being locked out",
-  ...opts,
-  fn: async () => {
-    let t: TunnelFixture | undefined;
-    let fleetRef: Fleet | undefined;
-    let relayLeafRef: IssuedLeaf | undefined;
-    let acceptRef: ((c: any) => void) | undefined;
-    const h = await relayHarness(async (a, f, r) => {
-      fleetRef = f;
-      relayLeafRef = r;
-      acceptRef = a;
-      t = await startTunnel(a, f, r);
-      return t.transport;
+tunnelTest(
+  "tunnel: a second controller session replaces the first instead of being locked out",
+  async (h, t, accept) => {
+    const second = await h.fleet.issue({ kind: "controller-client" });
+    // A second controller process dialling the same relay.
+    const { TunnelClient } = await import("../../controller/relay/tunnel_client.ts");
+    const other = new TunnelClient({
+      target: { host: "127.0.0.1", port: t.port },
+      identity: {
+        certPem: second.chainPem,
+        keyPem: second.keyPem,
+        caPem: h.fleet.rootPem + certPem(h.fleet.pki.fleet.cert),
+        trust: h.fleet.trust,
+      },
+      accept: accept,
+      policy: () => ({ v: 1, revision: 100, revoked_serials: [], egress_allow: [] }),
+      log: createLogger("second", { sink: () => {} }),
+      backoff: { initialMs: 60_000, maxMs: 60_000, stableMs: 1 },
     });
-    try {
-      const second = await fleetRef!.issue({ kind: "controller-client" });
-      // A second controller process dialling the same relay.
-      const { TunnelClient } = await import("../../controller/relay/tunnel_client.ts");
-      const other = new TunnelClient({
-        target: { host: "127.0.0.1", port: t!.port },
-        identity: {
-          certPem: second.chainPem,
-          keyPem: second.keyPem,
-          caPem: fleetRef!.rootPem + certPem(fleetRef!.pki.fleet.cert),
-          trust: fleetRef!.trust,
-        },
-        accept: acceptRef!,
-        policy: () => ({ v: 1, revision: 100, revoked_serials: [], egress_allow: [] }),
-        log: createLogger("second", { sink: () => {} }),
-        backoff: { initialMs: 60_000, maxMs: 60_000, stableMs: 1 },
+    other.start();
+    await other.whenUp();
+    await until(
+      () => t.logs.some((l) => l.includes("replaces the previous one")),
+      5000,
+      "replacement",
+    );
+    assert.equal(
+      (await unary(h.client(), "Unary", { text: "via second" })).res.text,
+      "via second",
+    );
+    await other.stop();
+  },
+);
+
+/** A relay harness whose transport is a real tunnel; `fn` gets both, plus the backend's accept. */
+function tunnelTest(
+  name: string,
+  fn: (h: Harness, t: TunnelFixture, accept: (c: any) => void) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ...opts,
+    fn: async () => {
+      let t: TunnelFixture | undefined;
+      let accept: ((c: any) => void) | undefined;
+      const h = await relayHarness(async (a, f, r) => {
+        accept = a;
+        t = await startTunnel(a, f, r);
+        return t.transport;
       });
-      other.start();
-      await other.whenUp();
-      await until(
-        () => t!.logs.some((l) => l.includes("replaces the previous one")),
-        5000,
-        "replacement",
-      );
-      assert.equal(
-        (await unary(h.client(), "Unary", { text: "via second" })).res.text,
-        "via second",
-      );
-      await other.stop();
-      assert.ok(relayLeafRef);
-    } finally {
-      await h.close();
-    }
-  },
-});
+      try {
+        await fn(h, t!, accept!);
+      } finally {
+        await h.close();
+      }
+    },
+  });
+}
 
 interface EgressSetup {
   fleet: Fleet;
