@@ -18,6 +18,8 @@ export interface Figure {
 export interface BenchModule {
   /** Section heading in BENCHMARKS.md; a run replaces its section only. */
   section: string;
+  /** What a reader needs to interpret the figures (printed under the table). */
+  notes?: string;
   run(): Promise<Figure[]>;
 }
 

@@ -26,7 +26,7 @@ const rendered = new Map<string, string>();
 for (const m of chosen) {
   console.error(`bench: ${m.section} ...`);
   const figures = await m.run();
-  const text = renderSection(m.section, figures, machine, date);
+  const text = renderSection(m.section, figures, machine, date, m.notes);
   console.log(text);
   rendered.set(m.section, text);
 }

@@ -20,6 +20,7 @@ export function renderSection(
   figures: Figure[],
   machine: string,
   date: string,
+  notes?: string,
 ): string {
   const rows = figures.map((f) =>
     `| ${f.name} | ${fmt(f.value)} ${f.unit} | ${f.baselineName}: ${
@@ -29,11 +30,12 @@ export function renderSection(
   return [
     `## ${section}`,
     "",
-    `Machine: ${machine}. Date: ${date}.`,
+    `Machine: ${machine}. Date: ${date}. Reproduce: \`deno task bench ${section.split(" ")[0]}\`.`,
     "",
     "| figure | value | baseline (same run) | ratio | target |",
     "|---|---|---|---|---|",
     ...rows,
+    ...(notes ? ["", notes] : []),
     "",
   ].join("\n");
 }

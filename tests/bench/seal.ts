@@ -28,6 +28,10 @@ async function msPerCall(fn: () => Promise<unknown>, calls: number): Promise<num
 
 export const sealBench: BenchModule = {
   section: "Sealing and profiles",
+  notes: "Sealing costs two X25519 operations and one Ed25519 signature per profile whatever its " +
+    "size (measured apart: about 200 µs and 140 µs for 16 KiB here, WebCrypto), against about " +
+    "145 µs of raw encrypt+decrypt for the 11.4 KiB sample; so for a 10-node profile the ratio " +
+    "cannot reach 0.5× with the contract's format, and grows towards it for larger profiles.",
   async run(): Promise<Figure[]> {
     const profileText = encodeProfileDocument(
       decodeProfileDocument(await Deno.readTextFile(SAMPLE)),
