@@ -11,20 +11,10 @@ import {
   stripAwgKeys,
   stripAwgUapiKeys,
 } from "../../core/dataplane/mod.ts";
-import { assertGolden, assertRejects, fakeKey } from "./dataplane_golden.ts";
+import { assertGolden, assertRejects, fakeKey, SAMPLE_OBFUSCATION } from "./dataplane_golden.ts";
 
 const OBF: AwgObfuscation = {
-  jc: 4,
-  jmin: 40,
-  jmax: 800,
-  s1: 52,
-  s2: 83,
-  s3: 31,
-  s4: 17,
-  h1: 1234567891,
-  h2: 987654321,
-  h3: 555555555,
-  h4: 123456789,
+  ...SAMPLE_OBFUSCATION,
   i1: "<b 0xc0ffee><r 16>",
   i3: "<t> <rc 8>",
 };

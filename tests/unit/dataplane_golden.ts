@@ -1,3 +1,4 @@
+import type { AwgObfuscation } from "../../core/dataplane/mod.ts";
 /**
  * Golden-file comparison for the data-plane tests. Files live in
  * tests/vectors/dataplane/. With PHAROS_UPDATE_GOLDEN=1 the file is
@@ -42,3 +43,18 @@ export function assertRejects(fn: () => unknown, code: string, field?: string): 
     return true;
   });
 }
+
+/** A valid obfuscation set without templates, shared by the data-plane tests. */
+export const SAMPLE_OBFUSCATION: AwgObfuscation = {
+  jc: 4,
+  jmin: 40,
+  jmax: 800,
+  s1: 52,
+  s2: 83,
+  s3: 31,
+  s4: 17,
+  h1: 1234567891,
+  h2: 987654321,
+  h3: 555555555,
+  h4: 123456789,
+};

@@ -9,7 +9,7 @@ import {
   obfuscationsAlike,
   validateObfuscation,
 } from "../../core/dataplane/mod.ts";
-import { assertRejects } from "./dataplane_golden.ts";
+import { assertRejects, SAMPLE_OBFUSCATION } from "./dataplane_golden.ts";
 
 const DRAWS = 10_000;
 
@@ -131,19 +131,7 @@ Deno.test("alike: a shared header value or identical sizes", () => {
   assert.ok(obfuscationsAlike(a, { ...b, ...sizes }));
 });
 
-const VALID: AwgObfuscation = {
-  jc: 4,
-  jmin: 40,
-  jmax: 800,
-  s1: 52,
-  s2: 83,
-  s3: 31,
-  s4: 17,
-  h1: 1234567891,
-  h2: 987654321,
-  h3: 555555555,
-  h4: 123456789,
-};
+const VALID = SAMPLE_OBFUSCATION;
 
 Deno.test("validator: §5.1 rules and upstream bounds each reject with the field named", () => {
   assert.deepEqual(validateObfuscation(VALID), VALID);

@@ -415,7 +415,8 @@ Deno.test(".pharos: header downgrades fail before any Argon2id work", async () =
   }
 });
 
-Deno.test(".pharos: account → none downgrade and unwanted plaintext are refused", async () => {
+/** The sample profile sealed to a fresh recipient by a fresh signer. */
+async function sealedSample() {
   const recipient = generateEncryptionKeyPair();
   const signer = generateSigningKeyPair();
   const doc = decodeProfileDocument(sampleText);
@@ -424,6 +425,11 @@ Deno.test(".pharos: account → none downgrade and unwanted plaintext are refuse
     recipient.publicKey,
     signer.privateKey,
   );
+  return { recipient, signer, doc, bundle };
+}
+
+Deno.test(".pharos: account → none downgrade and unwanted plaintext are refused", async () => {
+  const { doc, bundle } = await sealedSample();
   const accountFile = JSON.parse(writePharos(pharosAccount(bundle)));
   await expectCode(
     () => readPharos(JSON.stringify({ ...accountFile, enc: "none" })),
@@ -442,14 +448,7 @@ Deno.test(".pharos: account → none downgrade and unwanted plaintext are refuse
 });
 
 Deno.test(".pharos: account mode round trip verifies with the pinned key only", async () => {
-  const recipient = generateEncryptionKeyPair();
-  const signer = generateSigningKeyPair();
-  const doc = decodeProfileDocument(sampleText);
-  const bundle = await sealProfile(
-    utf8.encode(encodeProfileDocument(doc)),
-    recipient.publicKey,
-    signer.privateKey,
-  );
+  const { recipient, signer, doc, bundle } = await sealedSample();
   const text = writePharos(pharosAccount(bundle));
   assert.deepEqual(Object.keys(JSON.parse(text)), ["fmt", "v", "enc", "payload"]);
   const opened = await readProfileFile(text, {
