@@ -6,6 +6,7 @@
  */
 import http2 from "node:http2";
 import "./http2_order_fix.ts";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
 import type { TrustStore } from "../core/pki/mod.ts";
@@ -65,16 +66,22 @@ export class Backend {
 
   async #connect(): Promise<http2.ClientHttp2Session> {
     const raw = await this.transport.dial();
-    if (this.transport.inProcess) {
-      // An in-process pipe never leaves this program: no TLS inside it.
-      const session = http2.connect(`http://${CONTROLLER_SERVER_NAME}`, {
-        createConnection: () => raw,
-      });
-      raw.once("close", () => session.destroy());
-      session.on("error", (e) => this.log.warn("controller session error", { error: e }));
-      this.log.info("connected to controller", { transport: this.transport.name });
-      return session;
-    }
+    // An in-process pipe never leaves this program: no TLS inside it.
+    const conn = this.transport.inProcess ? raw : await this.#secure(raw);
+    const scheme = this.transport.inProcess ? "http" : "https";
+    const session = http2.connect(`${scheme}://${CONTROLLER_SERVER_NAME}`, {
+      createConnection: () => conn,
+    });
+    // The transport may die under TLS (a cut tunnel, a dropped pipe) without
+    // the TLS socket noticing: tie the session's life to the raw stream.
+    raw.once("close", () => session.destroy());
+    session.on("error", (e) => this.log.warn("controller session error", { error: e }));
+    this.log.info("connected to controller", { transport: this.transport.name });
+    return session;
+  }
+
+  /** TLS 1.3 over the transport stream; the server must hold a controller certificate. */
+  async #secure(raw: Duplex): Promise<tls.TLSSocket> {
     const sock = tls.connect({
       socket: raw,
       servername: CONTROLLER_SERVER_NAME,
@@ -105,20 +112,12 @@ export class Backend {
         usage: "serverAuth",
         legacyControllerPins: this.id.legacyControllerPins,
       });
+      return sock;
     } catch (e) {
       sock.destroy();
       raw.destroy();
       this.log.warn("controller connection refused", { transport: this.transport.name, error: e });
       throw e;
     }
-    const session = http2.connect(`https://${CONTROLLER_SERVER_NAME}`, {
-      createConnection: () => sock,
-    });
-    // The transport may die under TLS (a cut tunnel, a dropped pipe) without
-    // the TLS socket noticing: tie the session's life to the raw stream.
-    raw.once("close", () => session.destroy());
-    session.on("error", (e) => this.log.warn("controller session error", { error: e }));
-    this.log.info("connected to controller", { transport: this.transport.name });
-    return session;
   }
 }
