@@ -9,6 +9,12 @@ import type { TLSSocket } from "node:tls";
 import type { Logger } from "../core/log.ts";
 import type { DeviceAuth } from "./device_auth.ts";
 
+export const CLIENT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Concurrent calls per client connection. */
+export const CLIENT_MAX_STREAMS = 128;
+/** Largest header block (metadata) a client may send. */
+export const CLIENT_MAX_HEADER_BYTES = 64 * 1024;
+
 export interface ClientListenerOptions {
   /** Relay leaf + Fleet CA, PEM. */
   certPem: string;
@@ -18,6 +24,7 @@ export interface ClientListenerOptions {
   devices: DeviceAuth;
   onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void;
   log: Logger;
+  handshakeTimeoutMs?: number;
 }
 
 export function createClientServer(opts: ClientListenerOptions): http2.Http2SecureServer {
@@ -29,6 +36,13 @@ export function createClientServer(opts: ClientListenerOptions): http2.Http2Secu
     rejectUnauthorized: false, // a certificate is optional; checked below when given
     minVersion: "TLSv1.2",
     ALPNProtocols: ["h2"],
+    // Bounds for a public listener: a client that never finishes its
+    // handshake, opens endless streams or sends huge headers is cut off.
+    handshakeTimeout: opts.handshakeTimeoutMs ?? CLIENT_HANDSHAKE_TIMEOUT_MS,
+    settings: {
+      maxConcurrentStreams: CLIENT_MAX_STREAMS,
+      maxHeaderListSize: CLIENT_MAX_HEADER_BYTES,
+    },
   });
   // A refused certificate does not close the connection: every call on it
   // is answered UNAUTHENTICATED with the reason, which tells the user more

@@ -29,6 +29,8 @@ export interface RelayOptions {
   maxMessageBytes?: number;
   /** The setting that moves the listener, named in bind errors. */
   listenSetting?: string;
+  /** TLS handshake limit on the client listener (default 10 s). */
+  handshakeTimeoutMs?: number;
 }
 
 export interface RunningRelay {

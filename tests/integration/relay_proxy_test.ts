@@ -292,3 +292,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "relay: the client listener advertises its stream and header limits",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { CLIENT_MAX_HEADER_BYTES, CLIENT_MAX_STREAMS } = await import(
+      "../../relay/client_listener.ts"
+    );
+    const h = await relayHarness(transports.embedded);
+    const client = http2.connect(`https://localhost:${h.relay.port}`, { ca: h.fleet.rootPem });
+    client.on("error", () => {});
+    try {
+      await new Promise((r) => client.once("remoteSettings", r));
+      assert.equal(client.remoteSettings.maxConcurrentStreams, CLIENT_MAX_STREAMS);
+      assert.equal(client.remoteSettings.maxHeaderListSize, CLIENT_MAX_HEADER_BYTES);
+    } finally {
+      client.destroy();
+      await h.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "relay: a client that never finishes its TLS handshake is disconnected",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const h = await relayHarness(transports.embedded, { handshakeTimeoutMs: 300 });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: h.relay.port });
+    try {
+      const started = Date.now();
+      // Send nothing; the relay must close the connection, so the read ends.
+      const buf = new Uint8Array(16);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const n = await Promise.race([
+        conn.read(buf).catch(() => null),
+        new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), 5000))),
+      ]);
+      clearTimeout(timer);
+      assert.notEqual(n, "timeout", "the relay kept a silent connection open");
+      assert.ok(Date.now() - started >= 250);
+    } finally {
+      conn.close();
+      await h.close();
+    }
+  },
+});

@@ -29,7 +29,7 @@ export async function relayHarness(
     relayLeaf: IssuedLeaf,
     acceptInProcess: (c: import("node:stream").Duplex) => void,
   ) => Promise<BackendTransport>,
-  opts: { maxMessageBytes?: number } = {},
+  opts: { maxMessageBytes?: number; handshakeTimeoutMs?: number } = {},
 ): Promise<Harness> {
   const fleet = await makeFleet();
   const backend = await startEchoBackend(fleet);
@@ -54,6 +54,7 @@ export async function relayHarness(
     transport,
     log: createLogger("relay", { sink: (l) => logs.push(l) }),
     maxMessageBytes: opts.maxMessageBytes,
+    handshakeTimeoutMs: opts.handshakeTimeoutMs,
   });
   const clients: any[] = [];
   return {
