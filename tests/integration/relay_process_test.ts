@@ -17,7 +17,8 @@ import { run } from "../support/run.ts";
 import { until } from "../support/wait.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const RELAY = ["run", "--quiet", "-A", "relay/main.ts"];
+// Exactly what operators run: the task, with its permission set.
+const RELAY = ["task", "--quiet", "relay"];
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
