@@ -37,6 +37,7 @@ export async function listenForController(
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: "TLSv1.3",
+    handshakeTimeout: 10_000,
   });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     sockets.add(socket);
