@@ -20,6 +20,8 @@ export interface RelayLinks {
   tunnels: TunnelClient[];
   /** Revoked device serials, shared by the embedded relay (and pushed to remote ones). */
   revoked: RevocationList;
+  /** Sends the current policy (revocations, egress allow-list) to every connected remote relay. */
+  pushPolicy(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -80,6 +82,9 @@ export async function startRelayLinks(
     embedded,
     tunnels,
     revoked,
+    async pushPolicy() {
+      await Promise.all(tunnels.map((t) => t.pushPolicy()));
+    },
     async close() {
       await Promise.all(tunnels.map((t) => t.stop()));
       await embedded?.close();

@@ -194,6 +194,15 @@ Deno.test({
         relayLogs.some((l) => l.includes('"msg":"policy applied"')),
         "the controller pushed its policy",
       );
+
+      // Revoking the device on the controller reaches the remote relay without a restart.
+      ctl.relays.revoked.add(device.cert.serialNumber);
+      await ctl.relays.pushPolicy();
+      await assert.rejects(unary(client, "Unary", { text: "after revocation" }), (e: any) => {
+        assert.equal(e.code, grpc.status.UNAUTHENTICATED);
+        assert.match(e.details, /revoked/);
+        return true;
+      });
     } finally {
       client.close();
       await ctl.shutdown();
