@@ -48,7 +48,7 @@ export async function withCliErrors(io: CliIo, command: () => Promise<number>): 
   } catch (e) {
     if (
       e instanceof PharosError || e instanceof Deno.errors.PermissionDenied ||
-      e instanceof Deno.errors.NotADirectory
+      e instanceof Deno.errors.NotADirectory || e instanceof Deno.errors.NotFound
     ) {
       io.err(`error: ${(e as Error).message}`);
       return 1;

@@ -2,12 +2,16 @@
 import { readJsonConfig } from "../../relay/files.ts";
 import { resolveConfig } from "../config.ts";
 import { caExport } from "./ca.ts";
+import { relaySign } from "./relay.ts";
 import { type CliIo, parseCommandLine, withCliErrors } from "../../relay/cli_support.ts";
 
 const USAGE = `usage: cox <command> [flags]
 
 commands:
   ca export [--which root|fleet|device]   print the CA certificates (PEM)
+  relay sign --csr FILE --hosts H[,H...] [--out-dir DIR]
+                                          sign a relay's CSR; with --out-dir, write
+                                          relay.crt, ca.crt, fleet-ca.crt, device-ca.crt
 
 global flags:
   --state DIR     state directory (env PHAROS_STATE, default ./state)
@@ -25,6 +29,9 @@ export async function runCli(
       state: { type: "string" },
       config: { type: "string" },
       which: { type: "string" },
+      csr: { type: "string" },
+      hosts: { type: "string" },
+      "out-dir": { type: "string" },
     },
     USAGE,
     io,
@@ -42,6 +49,8 @@ export async function runCli(
     switch (cmd) {
       case "ca export":
         return await caExport(cfg.state, values.which, io);
+      case "relay sign":
+        return await relaySign(cfg.state, values.csr, values.hosts, values["out-dir"], io);
       default:
         io.err(`unknown command "${cmd}"\n${USAGE}`);
         return 2;

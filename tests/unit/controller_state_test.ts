@@ -116,3 +116,88 @@ Deno.test("config: flag beats environment beats file beats default; bad values a
   assert.equal(checkListen("[::1]:8443"), undefined);
   assert.notEqual(checkListen("1.2.3.4:99999"), undefined);
 });
+
+Deno.test("cli: cox relay sign turns a relay's CSR into the files its directory needs", async () => {
+  const { generateCsr, parseCertificates, TrustStore, SubjectAlternativeNameExtension } =
+    await import(
+      "../../core/pki/mod.ts"
+    );
+  const dir = await Deno.makeTempDir();
+  try {
+    const state = `${dir}/state`;
+    const csr = await generateCsr("relay");
+    await Deno.writeTextFile(`${dir}/relay.csr`, csr.csrPem);
+    const c = capture();
+    const args = [
+      "relay",
+      "sign",
+      "--state",
+      state,
+      "--csr",
+      `${dir}/relay.csr`,
+      "--hosts",
+      "relay.example.net, 203.0.113.7",
+    ];
+    assert.equal(await runCli([...args, "--out-dir", `${dir}/out`], c.io, () => undefined), 0);
+    const read = (f: string) => Deno.readTextFile(`${dir}/out/${f}`);
+    const [leaf, fleetCa] = parseCertificates(await read("relay.crt"));
+    const trust = await TrustStore.create({
+      root: parseCertificates(await read("ca.crt"))[0],
+      fleetCa: parseCertificates(await read("fleet-ca.crt"))[0],
+      deviceCa: parseCertificates(await read("device-ca.crt"))[0],
+    });
+    assert.equal(fleetCa.subject, trust.anchors.fleetCa.subject);
+    assert.equal(
+      (await trust.verify(leaf, { expect: "relay", usage: "serverAuth" })).role,
+      "relay",
+    );
+    const sans = leaf.getExtension(SubjectAlternativeNameExtension)!.names.items.map((n) =>
+      n.value
+    );
+    assert.deepEqual(sans.slice(0, 2), ["relay.example.net", "203.0.113.7"]);
+
+    // Without --out-dir the certificate chain goes to stdout.
+    const printed = capture();
+    assert.equal(await runCli(args, printed.io, () => undefined), 0);
+    assert.equal(parseCertificates(printed.out.join("")).length, 2);
+
+    const bad = capture();
+    assert.equal(
+      await runCli(
+        ["relay", "sign", "--state", state, "--csr", `${dir}/relay.csr`],
+        bad.io,
+        () => undefined,
+      ),
+      2,
+    );
+    await Deno.writeTextFile(`${dir}/bad.csr`, "not a csr");
+    assert.equal(
+      await runCli(
+        ["relay", "sign", "--state", state, "--csr", `${dir}/bad.csr`, "--hosts", "r.example"],
+        bad.io,
+        () => undefined,
+      ),
+      1,
+    );
+    assert.match(bad.err.at(-1)!, /^error: CSR/);
+    assert.equal(
+      await runCli(
+        ["relay", "sign", "--state", state, "--csr", `${dir}/none.csr`, "--hosts", "r.example"],
+        bad.io,
+        () => undefined,
+      ),
+      1,
+    );
+    assert.equal(
+      await runCli(
+        ["relay", "sign", "--state", state, "--csr", `${dir}/relay.csr`, "--hosts", "bad host"],
+        bad.io,
+        () => undefined,
+      ),
+      1,
+    );
+    assert.match(bad.err.at(-1)!, /neither an IP address nor a DNS name/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
