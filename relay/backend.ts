@@ -14,6 +14,8 @@ import type { BackendTransport } from "./transport.ts";
 
 export const CONTROLLER_SERVER_NAME = "coxswain-grpc";
 const CONNECT_TIMEOUT_MS = 10_000;
+/** HTTP/2 per-stream receive window on the relay's legs (the default is 64 KiB). */
+export const STREAM_WINDOW = 1024 * 1024;
 
 export interface RelayIdentity {
   /** Relay leaf followed by the Fleet CA, PEM. */
@@ -71,6 +73,9 @@ export class Backend {
     const scheme = this.transport.inProcess ? "http" : "https";
     const session = http2.connect(`${scheme}://${CONTROLLER_SERVER_NAME}`, {
       createConnection: () => conn,
+      // Bigger than the 64 KiB default so a distant controller is not
+      // throughput-bound by round trips (window / RTT).
+      settings: { initialWindowSize: STREAM_WINDOW },
     });
     // The transport may die under TLS (a cut tunnel, a dropped pipe) without
     // the TLS socket noticing: tie the session's life to the raw stream.

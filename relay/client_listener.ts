@@ -7,6 +7,7 @@
 import http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "../core/log.ts";
+import { STREAM_WINDOW } from "./backend.ts";
 import type { DeviceAuth } from "./device_auth.ts";
 
 export const CLIENT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -42,6 +43,7 @@ export function createClientServer(opts: ClientListenerOptions): http2.Http2Secu
     settings: {
       maxConcurrentStreams: CLIENT_MAX_STREAMS,
       maxHeaderListSize: CLIENT_MAX_HEADER_BYTES,
+      initialWindowSize: STREAM_WINDOW,
     },
   });
   // A refused certificate does not close the connection: every call on it

@@ -298,6 +298,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
+    const { STREAM_WINDOW } = await import("../../relay/backend.ts");
     const { CLIENT_MAX_HEADER_BYTES, CLIENT_MAX_STREAMS } = await import(
       "../../relay/client_listener.ts"
     );
@@ -308,6 +309,7 @@ Deno.test({
       await new Promise((r) => client.once("remoteSettings", r));
       assert.equal(client.remoteSettings.maxConcurrentStreams, CLIENT_MAX_STREAMS);
       assert.equal(client.remoteSettings.maxHeaderListSize, CLIENT_MAX_HEADER_BYTES);
+      assert.equal(client.remoteSettings.initialWindowSize, STREAM_WINDOW);
     } finally {
       client.destroy();
       await h.close();
