@@ -81,14 +81,6 @@ export const utf8 = {
   decode: (b: Uint8Array): string => new TextDecoder("utf-8", { fatal: true }).decode(b),
 };
 
-/** Constant-time comparison of two byte strings of possibly different length. */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  const n = Math.max(a.length, b.length);
-  for (let i = 0; i < n; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
-  return diff === 0;
-}
-
 /** Concatenates byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
