@@ -11,7 +11,6 @@ import { createLogger } from "../../core/log.ts";
 import { MuxSession } from "../../core/mux/mod.ts";
 import { certPem } from "../../core/pki/mod.ts";
 import { RelayPolicy } from "../../core/relay_policy.ts";
-import { listenForController } from "../../relay/controller_listener.ts";
 import { serveEgress } from "../../relay/egress.ts";
 import { nodeToWeb } from "../../relay/web_node.ts";
 import {
@@ -21,7 +20,11 @@ import {
   makeFleet,
 } from "../support/pki_fixture.ts";
 import { type Harness, relayHarness, unary } from "../support/relay_harness.ts";
-import { startTunnel, type TunnelFixture } from "../support/tunnel_fixture.ts";
+import {
+  startTunnel,
+  testControllerListener,
+  type TunnelFixture,
+} from "../support/tunnel_fixture.ts";
 import { until } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -179,13 +182,8 @@ async function egressSetup(): Promise<EgressSetup> {
   const logs: string[] = [];
   const log = createLogger("egress", { sink: (l) => logs.push(l) });
   const policy = new RelayPolicy();
-  const listener = await listenForController({
-    listen: { hostname: "127.0.0.1", port: 0 },
-    certPem: relayLeaf.chainPem,
-    keyPem: relayLeaf.keyPem,
-    fleetCaPem: certPem(fleet.pki.fleet.cert),
-    trust: fleet.trust,
-    revoked: policy.revoked,
+  const listener = await testControllerListener(fleet, relayLeaf, {
+    policy,
     log,
     onController: (socket) =>
       void serveEgress(nodeToWeb(socket), { policy, log, dialTimeoutMs: 2000 }),
@@ -365,22 +363,16 @@ Deno.test({
     const relayLeaf = await fleet.issue({ kind: "relay", hosts: ["127.0.0.1"] });
     const legacy = await issueLegacyControllerCert(fleet);
     const unpinned = await issueLegacyControllerCert(fleet);
-    const listen = (pins: Set<string>) =>
-      listenForController({
-        listen: { hostname: "127.0.0.1", port: 0 },
-        certPem: relayLeaf.chainPem,
-        keyPem: relayLeaf.keyPem,
-        fleetCaPem: certPem(fleet.pki.fleet.cert),
-        trust: fleet.trust,
-        revoked: new RelayPolicy().revoked,
+    const quiet = createLogger("legacy", { sink: () => {} });
+    const listen = (pins: Set<string>) => {
+      const policy = new RelayPolicy();
+      return testControllerListener(fleet, relayLeaf, {
+        policy,
+        log: quiet,
         legacyControllerPins: pins,
-        log: createLogger("legacy", { sink: () => {} }),
-        onController: (socket) =>
-          void serveEgress(nodeToWeb(socket), {
-            policy: new RelayPolicy(),
-            log: createLogger("e", { sink: () => {} }),
-          }),
+        onController: (socket) => void serveEgress(nodeToWeb(socket), { policy, log: quiet }),
       });
+    };
     const off = await listen(new Set());
     const on = await listen(new Set([await caFingerprintOf(legacy)]));
     try {

@@ -25,6 +25,31 @@ export interface TunnelFixture {
   transport: BackendTransport;
 }
 
+/** A relay's controller-only listener on loopback, as the relay program builds it. */
+export function testControllerListener(
+  fleet: Fleet,
+  relayLeaf: IssuedLeaf,
+  opts: {
+    policy: RelayPolicy;
+    log: Logger;
+    onController: (socket: import("node:tls").TLSSocket) => void;
+    port?: number;
+    legacyControllerPins?: ReadonlySet<string>;
+  },
+) {
+  return listenForController({
+    listen: { hostname: "127.0.0.1", port: opts.port ?? 0 },
+    certPem: relayLeaf.chainPem,
+    keyPem: relayLeaf.keyPem,
+    fleetCaPem: certPem(fleet.pki.fleet.cert),
+    trust: fleet.trust,
+    revoked: opts.policy.revoked,
+    legacyControllerPins: opts.legacyControllerPins,
+    log: opts.log,
+    onController: opts.onController,
+  });
+}
+
 export async function startTunnel(
   accept: (c: Duplex) => void,
   fleet: Fleet,
@@ -36,14 +61,10 @@ export async function startTunnel(
   const policy = new RelayPolicy();
   const slot = new TunnelSlot(policy, log);
   const listen = (port: number) =>
-    listenForController({
-      listen: { hostname: "127.0.0.1", port },
-      certPem: relayLeaf.chainPem,
-      keyPem: relayLeaf.keyPem,
-      fleetCaPem: certPem(fleet.pki.fleet.cert),
-      trust: fleet.trust,
-      revoked: policy.revoked,
+    testControllerListener(fleet, relayLeaf, {
+      policy,
       log,
+      port,
       onController: (socket) => slot.attach(nodeToWeb(socket)),
     });
   let listener = await listen(0);

@@ -13,13 +13,9 @@ import {
   type ProfileNode,
 } from "../../core/profile/mod.ts";
 
-import type { Json } from "./seal_support.ts";
+import { type Json, SAMPLE_PROFILE_TEXT } from "./seal_support.ts";
 
-const sample = decodeProfileDocument(
-  Deno.readTextFileSync(
-    new URL("../vectors/profile/sample_profile_10_nodes.json", import.meta.url),
-  ),
-);
+const sample = decodeProfileDocument(SAMPLE_PROFILE_TEXT);
 const node = sample.profiles[0].nodes[0];
 const awg = knownProtocols(node)[0] as AmneziaWgProtocol;
 

@@ -16,12 +16,9 @@ import {
   generateSigningKeyPair,
   sealProfile,
 } from "../../core/seal/mod.ts";
+import { SAMPLE_PROFILE_TEXT } from "./seal_support.ts";
 
-const sample = decodeProfileDocument(
-  Deno.readTextFileSync(
-    new URL("../vectors/profile/sample_profile_10_nodes.json", import.meta.url),
-  ),
-);
+const sample = decodeProfileDocument(SAMPLE_PROFILE_TEXT);
 const now = new Date("2025-06-01T00:00:00Z");
 
 function expectCode(fn: () => unknown, code: string): void {

@@ -17,13 +17,9 @@ import {
   selectOfflineNode,
   toBase45,
 } from "../../core/profile/mod.ts";
-import { loadVector, prng } from "./seal_support.ts";
+import { loadVector, prng, SAMPLE_PROFILE_TEXT } from "./seal_support.ts";
 
-const sample = decodeProfileDocument(
-  Deno.readTextFileSync(
-    new URL("../vectors/profile/sample_profile_10_nodes.json", import.meta.url),
-  ),
-);
+const sample = decodeProfileDocument(SAMPLE_PROFILE_TEXT);
 const base45 = loadVector<{ encode: { text: string; base45: string }[]; invalid: string[] }>(
   "profile/base45_rfc9285.json",
 );

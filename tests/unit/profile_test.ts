@@ -37,11 +37,10 @@ import {
   mutateJson,
   mutateText,
   prng,
+  SAMPLE_PROFILE_TEXT,
 } from "./seal_support.ts";
 
-const sampleText = Deno.readTextFileSync(
-  new URL("../vectors/profile/sample_profile_10_nodes.json", import.meta.url),
-);
+const sampleText = SAMPLE_PROFILE_TEXT;
 const sample = () => JSON.parse(sampleText);
 const v3 = loadVector<{ inputs: Record<string, string>; expected: Record<string, string> }>(
   "profile/v3_pharos_password.json",

@@ -10,6 +10,11 @@ export function loadVector<T = Record<string, unknown>>(path: string): T {
   return JSON.parse(Deno.readTextFileSync(new URL(`../vectors/${path}`, import.meta.url)));
 }
 
+/** Text of the realistic 10-node sample profile in tests/vectors/profile/. */
+export const SAMPLE_PROFILE_TEXT = Deno.readTextFileSync(
+  new URL("../vectors/profile/sample_profile_10_nodes.json", import.meta.url),
+);
+
 /** `length` bytes of value `byte` (CONTRACTS.md §8 notation `0xNN×length`). */
 export function fill(byte: number | string, length: number): Uint8Array {
   return new Uint8Array(length).fill(typeof byte === "string" ? parseInt(byte, 16) : byte);
