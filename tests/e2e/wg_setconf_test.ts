@@ -11,6 +11,12 @@ import { x25519 } from "@noble/curves/ed25519.js";
 import { capability, hasCommand, isRoot } from "../support/capability.ts";
 import { run } from "../support/run.ts";
 import {
+  addQuietNamespace,
+  deleteNamespace,
+  inNamespace,
+  settleNamespace,
+} from "../support/netns.ts";
+import {
   generateObfuscation,
   NEUTRAL_OBFUSCATION,
   parseWgDump,
@@ -25,14 +31,15 @@ import {
 const wgCap = capability(
   "e2e wg setconf",
   isRoot() && hasCommand("wireguard-go") && hasCommand("wg", ["--version"]) &&
-    hasCommand("ip", ["-V"]),
-  "needs root, wireguard-go, wireguard-tools (wg) and iproute2",
+    hasCommand("ip", ["-V"]) && hasCommand("sysctl", ["-n", "kernel.ostype"]),
+  "needs root, wireguard-go, wireguard-tools (wg), iproute2 and sysctl (procps)",
 );
 const fwCap = capability(
   "e2e netpolicy apply",
   isRoot() && hasCommand("ip", ["-V"]) && hasCommand("iptables", ["--version"]) &&
-    hasCommand("ip6tables", ["--version"]) && hasCommand("iptables-save", ["--version"]),
-  "needs root, iproute2 and iptables/ip6tables",
+    hasCommand("ip6tables", ["--version"]) && hasCommand("iptables-save", ["--version"]) &&
+    hasCommand("sysctl", ["-n", "kernel.ostype"]),
+  "needs root, iproute2, iptables/ip6tables and sysctl (procps)",
 );
 
 const uniq = () => crypto.getRandomValues(new Uint8Array(3)).toHex();
@@ -104,7 +111,7 @@ Deno.test({
     let child: Deno.ChildProcess | undefined;
     let outcome: Promise<Deno.CommandOutput> | undefined;
     try {
-      await must("ip", ["netns", "add", ns]);
+      await addQuietNamespace(ns);
       child = new Deno.Command("ip", {
         args: ["netns", "exec", ns, "wireguard-go", "-f", ifname],
         env: { WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1", LOG_LEVEL: "error" },
@@ -202,7 +209,7 @@ Deno.test({
           await within(outcome!, 5000, "wireguard-go kill").catch(() => null);
         }
       }
-      await run("ip", ["netns", "del", ns]);
+      await deleteNamespace(ns);
       await Deno.remove(socket).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
@@ -228,13 +235,11 @@ Deno.test({
         s.split("\n").filter((l) => i > 1 || l.startsWith("-A ")).join("\n")
       );
     try {
-      await must("ip", ["netns", "add", ns]);
+      // Quiet IPv6 (no link-local, no DAD): the kernel must not add routes after the snapshot.
+      await addQuietNamespace(ns);
       // Stand-ins for awg0, the inner links and the egress device (no dummy module here: veth pairs).
       for (const dev of ["awg0", "awg1", "awg2", "eth0"]) {
-        await must("ip", [
-          "netns",
-          "exec",
-          ns,
+        await inNamespace(ns, [
           "ip",
           "link",
           "add",
@@ -245,21 +250,12 @@ Deno.test({
           "name",
           `${dev}p`,
         ]);
-        await must("ip", ["netns", "exec", ns, "ip", "link", "set", dev, "up"]);
-        await must("ip", ["netns", "exec", ns, "ip", "link", "set", `${dev}p`, "up"]);
+        await inNamespace(ns, ["ip", "link", "set", dev, "up"]);
+        await inNamespace(ns, ["ip", "link", "set", `${dev}p`, "up"]);
       }
-      await must("ip", ["netns", "exec", ns, "ip", "addr", "add", "203.0.113.7/32", "dev", "eth0"]);
-      await must("ip", [
-        "netns",
-        "exec",
-        ns,
-        "ip",
-        "addr",
-        "add",
-        "2001:db8::7/128",
-        "dev",
-        "eth0",
-      ]);
+      await inNamespace(ns, ["ip", "addr", "add", "203.0.113.7/32", "dev", "eth0"]);
+      await inNamespace(ns, ["ip", "addr", "add", "2001:db8::7/128", "dev", "eth0", "nodad"]);
+      await settleNamespace(ns);
       const before = await state();
       const rendered = renderNetworkPolicy({
         policy: {
@@ -298,7 +294,7 @@ Deno.test({
       }
       assert.deepEqual(await state(), before);
     } finally {
-      await run("ip", ["netns", "del", ns]);
+      await deleteNamespace(ns);
     }
   },
 });
