@@ -22,10 +22,14 @@ import {
   checkArray,
   checkClientInterface,
   checkInnerInterface,
+  checkInt,
   checkKeepalive,
   checkMtu,
   checkPort,
   checkWgKey,
+  CLIENT_MTU_MIN,
+  MTU_MAX,
+  MTU_MIN,
 } from "./validate.ts";
 
 /** First line of every node-rendered interface file (U+2014 em dash). */
@@ -67,6 +71,15 @@ export interface AwgServerConfig {
 export interface RenderOptions {
   /** Admit {@link NEUTRAL_OBFUSCATION} (plain-WireGuard behaviour), e.g. for tests. */
   allowNeutral?: boolean;
+  /** Receives what renders but will not work fully (e.g. IPv6 in a tunnel below MTU 1280). */
+  onWarning?: (warning: RenderWarning) => void;
+}
+
+/** Something a rendered config allows but that will not work fully. */
+export interface RenderWarning {
+  code: "ipv6-mtu";
+  field: string;
+  message: string;
 }
 
 function keyLine(name: string, value: string | number): string {
@@ -200,6 +213,17 @@ export function renderClientConfig(config: AwgClientConfig, options: RenderOptio
   if (typeof peer !== "object" || peer === null) {
     throw new DataplaneError("bad-peer", "peer", "expected an object");
   }
+  // A device's MTU may be a deep cascade's (down to 576); IPv6 then cannot pass.
+  const mtu = config.mtu === undefined || config.mtu === 0
+    ? DEFAULT_MTU
+    : checkInt(config.mtu, "mtu", CLIENT_MTU_MIN, MTU_MAX);
+  if (mtu < MTU_MIN && addresses.some((a) => a.includes(":"))) {
+    options.onWarning?.({
+      code: "ipv6-mtu",
+      field: "mtu",
+      message: `MTU ${mtu} is below ${MTU_MIN}: IPv6 cannot run in this tunnel`,
+    });
+  }
   const lines = [
     "[Interface]",
     keyLine("Address", addresses.join(", ")),
@@ -207,7 +231,7 @@ export function renderClientConfig(config: AwgClientConfig, options: RenderOptio
   if (dns.length > 0) lines.push(keyLine("DNS", dns.join(", ")));
   lines.push(
     keyLine("PrivateKey", checkWgKey(config.privateKey, "privateKey")),
-    keyLine("MTU", mtuOf(config.mtu, "mtu")),
+    keyLine("MTU", mtu),
     ...obfuscationLines(obfuscation),
     "",
     ...peerLines({

@@ -31,6 +31,17 @@ export const WG_OVERHEAD = { 4: 60, 6: 80 } as const;
 /** Underlay MTU assumed when none is known. */
 export const DEFAULT_UNDERLAY_MTU = 1500;
 
+/**
+ * The profile `mtu` the original Go controller writes for a cascade of
+ * `nodes` nodes (1 = no cascade): 1420 − 80 × (nodes − 1), never below 576
+ * — 1340, 1260 and 1180 for 2, 3 and 4 nodes. Our profile reader accepts
+ * these values; our own controller computes the MTU with {@link computePathMtu}.
+ */
+export function originalCascadeMtu(nodes: number): number {
+  const n = checkInt(nodes, "nodes", 1, 65535);
+  return Math.max(576, 1420 - 80 * (n - 1));
+}
+
 /** What an inner link at index i uses on its entry node. */
 export interface InnerLinkSlot {
   index: number;

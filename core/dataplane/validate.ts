@@ -106,6 +106,13 @@ export function checkPort(value: unknown, field: string): number {
   return checkInt(value, field, 1, 65535);
 }
 
+/**
+ * Lowest MTU a device's tunnel may be given: the original controller gives
+ * 4-hop cascades 1180 (1420 − 80 per extra hop, floor 576). IPv6 needs
+ * {@link MTU_MIN}, so renderers warn below it.
+ */
+export const CLIENT_MTU_MIN = 576;
+
 /** Tunnel MTU, {@link MTU_MIN}-{@link MTU_MAX}. */
 export function checkMtu(value: unknown, field: string): number {
   return checkInt(value, field, MTU_MIN, MTU_MAX);

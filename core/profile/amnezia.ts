@@ -13,7 +13,14 @@ import { PharosError } from "../errors.ts";
 import { isJsonObject } from "../seal/bounded_json.ts";
 import { CompressionError, deflate, inflateBounded } from "./compression.ts";
 import { isCidr, isHost, isIpv4, isIpv6, joinHostPort } from "./net_syntax.ts";
-import { type AmneziaWgProtocol, knownProtocols, type ProfileNode } from "./schema.ts";
+import {
+  type AmneziaWgProtocol,
+  DEFAULT_PROFILE_MTU,
+  knownProtocols,
+  PROFILE_MTU_MAX,
+  PROFILE_MTU_MIN,
+  type ProfileNode,
+} from "./schema.ts";
 
 /** Stable codes of {@link AmneziaVpnError}. */
 export type AmneziaVpnErrorCode =
@@ -39,7 +46,6 @@ export const MAX_VPN_LINK_CHARS = 64 * 1024;
 /** Upper bound of the inflated JSON of a `vpn://` link. */
 export const MAX_VPN_JSON_BYTES = 256 * 1024;
 const DEFAULT_DNS = ["1.1.1.1", "1.0.0.1"] as const;
-const DEFAULT_MTU = 1420;
 const KEEPALIVE = 25;
 
 /** Options of {@link exportAmneziaVpn}. */
@@ -53,7 +59,11 @@ export interface AmneziaExportOptions {
    * client's port rule (`port_min ≤ 0` → 443), else the first node IP at 443.
    */
   endpoint?: { host: string; port: number };
-  /** Tunnel MTU; default the profile's `mtu` when given, else 1420. */
+  /**
+   * Tunnel MTU; pass the profile's `mtu` (0 / absent = 1420). Like the
+   * profile reader it admits 576–65535; below 1280 IPv6 cannot run in the
+   * tunnel (the original controller's 3- and 4-hop cascades use 1260 and 1180).
+   */
   mtu?: number;
 }
 
@@ -224,7 +234,7 @@ function render(node: ProfileNode, opts: AmneziaExportOptions): Rendered {
       : undefined);
   if (!endpoint) throw new AmneziaVpnError("no-endpoint", `node "${node.id}" has no endpoint`);
   const dns = opts.dns ?? DEFAULT_DNS;
-  const mtu = opts.mtu && opts.mtu > 0 ? opts.mtu : DEFAULT_MTU;
+  const mtu = opts.mtu && opts.mtu > 0 ? opts.mtu : DEFAULT_PROFILE_MTU;
   const allowedIps = p.allowed_ips?.length ? p.allowed_ips : ["0.0.0.0/0", "::/0"];
 
   check("address", p.address, isCidr(p.address));
@@ -239,7 +249,11 @@ function render(node: ProfileNode, opts: AmneziaExportOptions): Rendered {
     `${endpoint.port}`,
     Number.isInteger(endpoint.port) && endpoint.port >= 1 && endpoint.port <= 65535,
   );
-  check("mtu", `${mtu}`, Number.isInteger(mtu) && mtu >= 1280 && mtu <= 65535);
+  check(
+    "mtu",
+    `${mtu}`,
+    Number.isInteger(mtu) && mtu >= PROFILE_MTU_MIN && mtu <= PROFILE_MTU_MAX,
+  );
 
   const lines = [
     "[Interface]",

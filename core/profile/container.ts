@@ -24,7 +24,12 @@ import { SealError } from "../seal/errors.ts";
 import { drawRandom, type RandomSource, systemRandom } from "../seal/random.ts";
 import { ProfileError } from "./errors.ts";
 import { goJson } from "./fields.ts";
-import { decodeProfileDocument, type ProfileDocument, profileDocumentToJson } from "./schema.ts";
+import {
+  type ProfileDocument,
+  profileDocumentToJson,
+  type ProfileReadResult,
+  readProfilePayload,
+} from "./schema.ts";
 
 /** The `fmt` value of a `.pharos` file. */
 export const PHAROS_FORMAT = "pharos-profile";
@@ -159,7 +164,8 @@ export function readPharos(input: string | Uint8Array): PharosEnvelope {
   }
   const payload = value.payload;
   if (enc !== "password") {
-    if (value.kdf !== undefined || value.nonce !== undefined) {
+    // null = absent: Go writes a nil pointer or slice without omitempty as null.
+    if ((value.kdf ?? null) !== null || (value.nonce ?? null) !== null) {
       throw new ProfileError("header-mismatch", `.pharos enc "${enc}" must not carry kdf or nonce`);
     }
     if (!isJsonObject(payload)) {
@@ -242,12 +248,17 @@ export async function openPharos(env: PharosEnvelope, secrets: PharosSecrets): P
   }
 }
 
-/** Reads, opens and validates a `.pharos` file in one step. */
+/**
+ * Reads, opens and validates a `.pharos` file in one step. The payload is
+ * read with {@link readProfilePayload}: unusable `profiles[]` entries are
+ * left out and listed in `skipped`; envelope and document-level problems
+ * throw.
+ */
 export async function readProfileFile(
   input: string | Uint8Array,
   secrets: PharosSecrets,
-): Promise<ProfileDocument> {
-  return decodeProfileDocument(await openPharos(readPharos(input), secrets));
+): Promise<ProfileReadResult> {
+  return readProfilePayload(await openPharos(readPharos(input), secrets));
 }
 
 /**

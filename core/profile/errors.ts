@@ -10,7 +10,10 @@ export type ProfileErrorCode =
   | "input-too-large"
   /** Not JSON (or not UTF-8). */
   | "not-json"
-  /** `fmt` is not the expected format name (not a `.pharos` / `.pharosid`). */
+  /**
+   * Not the expected kind of document: `fmt` is not the expected format name
+   * (not a `.pharos` / `.pharosid`), or a profile payload is not a JSON object.
+   */
   | "wrong-format"
   /** `v` other than 1. */
   | "unknown-version"
@@ -28,6 +31,8 @@ export type ProfileErrorCode =
   | "secret-missing"
   /** A field of the payload or header is missing or has a bad value; see `path`. */
   | "invalid-field"
+  /** A profile entry has no node with a protocol this reader supports; see `path`. */
+  | "no-usable-node"
   /** The profile's revision is lower than one already accepted (rollback, §7.9). */
   | "stale-revision"
   /** The profile's `expires_at` has passed, or it has none where one is required. */
@@ -43,9 +48,20 @@ export class ProfileError extends PharosError {
   }
 }
 
-/** A schema violation; `path` names the field, e.g. `profiles[0].nodes[1].endpoints`. */
+/** The codes a {@link ProfileFieldError} carries. */
+export type ProfileFieldErrorCode = "invalid-field" | "no-usable-node";
+
+/**
+ * A schema violation (`invalid-field`) or an unusable profile entry
+ * (`no-usable-node`); `path` names the field, e.g. `profiles[0].nodes[1].endpoints`.
+ */
 export class ProfileFieldError extends ProfileError {
-  constructor(readonly path: string, problem: string) {
-    super("invalid-field", `${path || "(document)"}: ${problem}`);
+  declare readonly code: ProfileFieldErrorCode;
+  constructor(
+    readonly path: string,
+    problem: string,
+    code: ProfileFieldErrorCode = "invalid-field",
+  ) {
+    super(code, `${path || "(document)"}: ${problem}`);
   }
 }

@@ -119,10 +119,15 @@ export function oneOf<T extends string | number>(...values: T[]): Codec<T> {
   };
 }
 
-/** An array (never null, never a bare item) of at most `maxItems` items. */
+/**
+ * An array of at most `maxItems` items; `null` reads as `[]` (Go's
+ * encoding/json writes a nil slice as `null`). A bare item is not a list.
+ * The writer always writes an array.
+ */
 export function list<T>(item: Codec<T>, maxItems: number): Codec<T[]> {
   return {
     read(value, path) {
+      if (value === null) return [];
       if (!Array.isArray(value)) fail(path, `must be an array, got ${describe(value)}`);
       if (value.length > maxItems) fail(path, `more than ${maxItems} entries`);
       return value.map((v, i) => item.read(v, `${path}[${i}]`));

@@ -119,7 +119,8 @@ export async function encodeOfflineProfile(
 /**
  * Reassembles parts (any order) and decodes the profile. Errors:
  * `bad-part`, `mismatched-parts`, `duplicate-part`, `missing-part`,
- * `corrupt-payload`, `payload-too-large`, `too-many-parts`, and the schema's ProfileFieldError.
+ * `corrupt-payload`, `payload-too-large`, `too-many-parts`, and the strict schema's errors
+ * (`wrong-format`, ProfileFieldError `invalid-field` / `no-usable-node`).
  */
 export async function decodeOfflineProfile(parts: readonly string[]): Promise<ProfileDocument> {
   if (!Array.isArray(parts) || parts.length === 0) {

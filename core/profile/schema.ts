@@ -1,12 +1,26 @@
 /**
  * The decrypted profile payload of CONTRACTS.md §4.6 (the `profiles[]`
- * layout the original client reads): typed reader with field-path errors and
+ * layout the original client reads): typed readers with field-path errors and
  * a writer in the controller's field order.
+ *
+ * Two readers:
+ * - {@link readProfileDocument} / {@link readProfilePayload} (what a client
+ *   uses): one unusable `profiles[]` entry — a bad field, or no node with a
+ *   protocol this reader supports — is left out and reported in `skipped`;
+ *   the other entries are kept. Only document-level problems throw (see
+ *   there).
+ * - {@link parseProfileDocument} / {@link decodeProfileDocument} (strict, for
+ *   writers, the offline QR and tests): every entry must be usable, else the
+ *   first problem is thrown.
+ *
+ * Go compatibility: `null` reads as an empty list for every list field (Go
+ * writes nil slices as `null`) and as "absent" for every optional field.
  *
  * Forward compatibility: unknown fields are kept in each object's `extra`
  * and written back; protocol entries of unknown `type` (or an unknown `v` of
  * a known type) are kept verbatim as {@link OpaqueProtocol} and skipped by
- * {@link knownProtocols}. Nothing unknown is ever rejected.
+ * {@link knownProtocols}. Unknown things are never an error by themselves; a
+ * profile whose nodes offer only unknown protocols is skipped as unusable.
  */
 import {
   type AwgObfuscation,
@@ -35,6 +49,18 @@ import { isCidr, isHost } from "./net_syntax.ts";
 
 /** Upper bound of a profile payload in bytes, checked before parsing. */
 export const MAX_PROFILE_BYTES = 4 * 1024 * 1024;
+/** Most `profiles[]` entries in one document (more is a document-level error). */
+export const MAX_PROFILES = 64;
+/** MTU a client uses when a profile's `mtu` is 0 or absent. */
+export const DEFAULT_PROFILE_MTU = 1420;
+/**
+ * Smallest non-zero profile `mtu` accepted: the IPv4 minimum datagram size,
+ * and the floor of the original controller's cascade MTU
+ * (1420 − 80 × (hops − 1)). Below 1280 IPv6 cannot run in the tunnel.
+ */
+export const PROFILE_MTU_MIN = 576;
+/** Largest profile `mtu` accepted. */
+export const PROFILE_MTU_MAX = 65535;
 const UINT32_MAX = 0xffffffff;
 
 /** A UDP/TCP endpoint pool entry: one IP and a port range. */
@@ -64,7 +90,7 @@ export interface AmneziaWgParams extends WithExtra {
   address: string;
   /** Node WireGuard public key, std base64. */
   public_key: string;
-  /** Per device×node preshared key, std base64 of 32 bytes. */
+  /** Per device×node preshared key, std base64 of 32 bytes; "" = none. */
   preshared_key?: string;
   endpoints?: EndpointPool[];
   rotation?: Rotation;
@@ -143,7 +169,11 @@ export interface ProfileEntry extends WithExtra {
   protocol?: string;
   nodes: ProfileNode[];
   path?: CascadePath;
-  /** 0 / absent = client default 1420. */
+  /**
+   * 0 / absent = client default {@link DEFAULT_PROFILE_MTU}; otherwise
+   * {@link PROFILE_MTU_MIN}–{@link PROFILE_MTU_MAX}. The original controller
+   * writes 1420 − 80 × (hops − 1) for cascades (1260 for 3 hops, 1180 for 4).
+   */
   mtu?: number;
 }
 
@@ -164,8 +194,42 @@ export interface ProfileDocument extends WithExtra {
   issued_at?: string;
   /** RFC 3339; the original leaves `0001-01-01T00:00:00Z`. */
   expires_at?: string;
+  /** The usable entries, in input order (a reader leaves unusable ones out). */
   profiles: ProfileEntry[];
   control?: ControlInfo;
+}
+
+/** Why a `profiles[]` entry was left out: the codes of {@link ProfileFieldError}. */
+export type ProfileSkipCode = "invalid-field" | "no-usable-node";
+
+/** A `profiles[]` entry the reader left out, and why. */
+export interface SkippedProfile {
+  /** Position of the entry in the input `profiles[]`. */
+  index: number;
+  /** The entry's `id`, when it is a displayable string. */
+  id?: string;
+  /** The entry's `name`, when it is a displayable string. */
+  name?: string;
+  /**
+   * The field the problem is in, e.g. `profiles[2].mtu`, or
+   * `profiles[2].nodes` for `no-usable-node`.
+   */
+  path: string;
+  /** `invalid-field`: a field is missing or has a bad value; `no-usable-node`: nothing to dial. */
+  code: ProfileSkipCode;
+  /**
+   * Human-readable, starting with `path`, e.g.
+   * `profiles[2].mtu: must be 0 (default 1420) or an integer in 576-65535, got 500`.
+   */
+  reason: string;
+}
+
+/** What {@link readProfileDocument} returns. */
+export interface ProfileReadResult {
+  /** The document with only the usable `profiles[]` entries, in input order. */
+  document: ProfileDocument;
+  /** Entries left out, in input order; empty when every entry was usable. */
+  skipped: SkippedProfile[];
 }
 
 const id = text({ nonEmpty: true, max: 128 });
@@ -186,6 +250,11 @@ const rfc3339 = text({
       : "must be an RFC 3339 time",
 });
 const wgKey = text({ max: 44, check: (s) => decodes(() => fromBase64(s, "key", 32)) });
+/** A key, or "" for none (Go writes an unset string as ""). */
+const optionalWgKey = text({
+  max: 44,
+  check: (s) => (s === "" ? undefined : decodes(() => fromBase64(s, "key", 32))),
+});
 const realityKey = text({ max: 43, check: (s) => decodes(() => fromBase64Url(s, "key", 32)) });
 const uint32 = integer(0, UINT32_MAX);
 const port = integer(0, 65535);
@@ -228,7 +297,7 @@ const awgParams = record<AmneziaWgParams>([
   f("private_key", wgKey),
   f("address", cidr),
   f("public_key", wgKey),
-  f("preshared_key", wgKey, true),
+  f("preshared_key", optionalWgKey, true),
   f("endpoints", list(endpointPool, 64), true),
   f("rotation", rotation, true),
   f("allowed_ips", list(cidr, 64), true),
@@ -306,13 +375,22 @@ const hop = record<CascadeHop>([
   f("ips", list(host, 64)),
 ]);
 
-const path = record<CascadePath>([f("name", label, true), f("hops", list(hop, 8))]);
+const path = record<CascadePath>([f("name", label, true), f("hops", list(hop, 16))]);
 
 const mtu: Codec<number> = {
   read(value, p) {
-    const n = integer(0, 65535).read(value, p);
-    if (n !== 0 && n < 1280) throw new ProfileFieldError(p, "must be 0 (default) or at least 1280");
-    return n;
+    if (
+      typeof value !== "number" || !Number.isInteger(value) ||
+      (value !== 0 && (value < PROFILE_MTU_MIN || value > PROFILE_MTU_MAX))
+    ) {
+      throw new ProfileFieldError(
+        p,
+        `must be 0 (default ${DEFAULT_PROFILE_MTU}) or an integer in ${PROFILE_MTU_MIN}-${PROFILE_MTU_MAX}, got ${
+          JSON.stringify(value)?.slice(0, 40)
+        }`,
+      );
+    }
+    return value;
   },
   write: (n) => n,
 };
@@ -333,37 +411,173 @@ const control = record<ControlInfo>([
   f("lon", decimal(-180, 180), true),
 ]);
 
-const documentCodec = record<ProfileDocument>([
-  f("fleet_id", text({ max: 128 })),
-  f("user", text({ max: 128 })),
-  f("revision", integer(0, Number.MAX_SAFE_INTEGER)),
-  f("issued_at", rfc3339, true),
-  f("expires_at", rfc3339, true),
-  f("profiles", list(profile, 64)),
-  f("control", control, true),
-]);
-
-/**
- * Validates a parsed payload. Errors are {@link ProfileFieldError}s whose
- * `path` names the field, e.g. `profiles[0].nodes[1].endpoints`.
- */
-export function parseProfileDocument(value: unknown): ProfileDocument {
-  return documentCodec.read(value, "");
+/** Why no node of `entry` can be dialled, or undefined when one can. */
+function unusable(entry: ProfileEntry, p: string): ProfileFieldError | undefined {
+  const at = keyPath(p, "nodes");
+  if (entry.nodes.length === 0) return new ProfileFieldError(at, "has no nodes", "no-usable-node");
+  if (entry.nodes.some((n) => knownProtocols(n).length > 0)) return undefined;
+  const found = new Set<string>();
+  for (const n of entry.nodes) {
+    for (const e of n.protocols) {
+      if ("opaque" in e) {
+        found.add(
+          `${JSON.stringify(e.opaque.type)?.slice(0, 40)} v${
+            JSON.stringify(e.opaque.v)?.slice(0, 12)
+          }`,
+        );
+      }
+    }
+  }
+  return new ProfileFieldError(
+    at,
+    found.size === 0
+      ? "no node lists a protocol"
+      : `no node has a protocol this reader supports (found ${[...found].join(", ")})`,
+    "no-usable-node",
+  );
 }
 
-/** Parses payload JSON text or UTF-8 bytes (bounded) and validates it. */
+/** `value` when it is a string safe to show (no control characters, bounded), else undefined. */
+function displayable(value: unknown, max: number): string | undefined {
+  try {
+    return value === "" ? undefined : text({ max }).read(value, "");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `profiles[]`: each entry read on its own. Strict: the first problem is
+ * thrown. Lenient: an entry with a bad field or no usable node is reported
+ * to `skip` and left out. Beyond {@link MAX_PROFILES} entries, or not a
+ * list, is a document-level error either way.
+ */
+function profileList(skip?: (s: SkippedProfile) => void): Codec<ProfileEntry[]> {
+  const raw: Codec<unknown> = { read: (v) => v, write: (v) => v };
+  return {
+    read(value, p) {
+      const out: ProfileEntry[] = [];
+      list(raw, MAX_PROFILES).read(value, p).forEach((item, index) => {
+        const at = `${p}[${index}]`;
+        try {
+          const entry = profile.read(item, at);
+          const problem = unusable(entry, at);
+          if (problem) throw problem;
+          out.push(entry);
+        } catch (e) {
+          if (!skip || !(e instanceof ProfileFieldError)) throw e;
+          const who: { id?: string; name?: string } = {};
+          if (isJsonObject(item)) {
+            const id = displayable(item.id, 128);
+            const name = displayable(item.name, 256);
+            if (id !== undefined) who.id = id;
+            if (name !== undefined) who.name = name;
+          }
+          skip({ index, ...who, path: e.path, code: e.code, reason: e.message });
+        }
+      });
+      return out;
+    },
+    write: (entries) => entries.map((e) => profile.write(e)),
+  };
+}
+
+function documentCodec(skip?: (s: SkippedProfile) => void): Codec<ProfileDocument> {
+  return record<ProfileDocument>([
+    f("fleet_id", text({ max: 128 })),
+    f("user", text({ max: 128 })),
+    f("revision", integer(0, Number.MAX_SAFE_INTEGER)),
+    f("issued_at", rfc3339, true),
+    f("expires_at", rfc3339, true),
+    f("profiles", profileList(skip)),
+    f("control", control, true),
+  ]);
+}
+
+const strictDocument = documentCodec();
+
+function checkTopLevel(value: unknown): void {
+  if (!isJsonObject(value)) {
+    throw new ProfileError(
+      "wrong-format",
+      `profile payload must be a JSON object, got ${
+        value === null
+          ? "null"
+          : Array.isArray(value)
+          ? "an array"
+          : typeof value === "object"
+          ? "a non-JSON object"
+          : `a ${typeof value}`
+      }`,
+    );
+  }
+}
+
+/**
+ * Reads a parsed payload the way a client must: every `profiles[]` entry is
+ * read on its own, and one that is unusable (a missing or bad field, an
+ * out-of-range `mtu`, no node with a protocol this reader supports) is left
+ * out of `document.profiles` and listed in `skipped` with its index, id,
+ * name, field path and reason. Skipped entries are not written back by
+ * {@link profileDocumentToJson}.
+ *
+ * Still thrown (the whole document is unusable): a payload that is not a
+ * JSON object (`wrong-format`), and a missing or bad document-level field —
+ * `fleet_id`, `user`, `revision`, `issued_at`, `expires_at`, `control`, or
+ * `profiles` not a list or longer than {@link MAX_PROFILES}
+ * (`invalid-field`, {@link ProfileFieldError}).
+ *
+ * A document whose every entry was skipped is returned, not thrown: its
+ * `document.profiles` is empty and `skipped` says why, so the caller can
+ * show the reasons. It is not an error here because an empty `profiles`
+ * (`null` from Go) is a legitimate state too; a client that caches
+ * profiles should keep its cached copy rather than replace it with a
+ * document that has `skipped` entries and no usable one.
+ */
+export function readProfileDocument(value: unknown): ProfileReadResult {
+  checkTopLevel(value);
+  const skipped: SkippedProfile[] = [];
+  const document = documentCodec((s) => skipped.push(s)).read(value, "");
+  return { document, skipped };
+}
+
+/**
+ * {@link readProfileDocument} on payload JSON text or UTF-8 bytes (bounded
+ * by {@link MAX_PROFILE_BYTES}): `input-too-large` and `not-json` are thrown
+ * before anything is read.
+ */
+export function readProfilePayload(input: string | Uint8Array): ProfileReadResult {
+  return readProfileDocument(parsePayload(input));
+}
+
+/**
+ * Strict reader: like {@link readProfileDocument}, but the first unusable
+ * entry is thrown as a {@link ProfileFieldError} (`invalid-field` or
+ * `no-usable-node`) whose `path` names the field, e.g.
+ * `profiles[0].nodes[1].endpoints`. For documents that must be complete
+ * (what we write, the offline QR); clients use {@link readProfileDocument}.
+ */
+export function parseProfileDocument(value: unknown): ProfileDocument {
+  checkTopLevel(value);
+  return strictDocument.read(value, "");
+}
+
+/** Strict {@link parseProfileDocument} on payload JSON text or UTF-8 bytes (bounded). */
 export function decodeProfileDocument(input: string | Uint8Array): ProfileDocument {
-  const value = parseBoundedJson(input, MAX_PROFILE_BYTES, (reason, detail) =>
+  return parseProfileDocument(parsePayload(input));
+}
+
+function parsePayload(input: string | Uint8Array): unknown {
+  return parseBoundedJson(input, MAX_PROFILE_BYTES, (reason, detail) =>
     new ProfileError(
       reason === "too-large" ? "input-too-large" : "not-json",
       `profile payload: ${detail}`,
     ));
-  return parseProfileDocument(value);
 }
 
 /** The payload as an ordered JSON object (controller field order, extras last). */
 export function profileDocumentToJson(doc: ProfileDocument): Record<string, unknown> {
-  return documentCodec.write(doc) as Record<string, unknown>;
+  return strictDocument.write(doc) as Record<string, unknown>;
 }
 
 /** Compact payload JSON as the controller writes it (what gets sealed). */

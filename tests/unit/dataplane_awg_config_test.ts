@@ -93,6 +93,30 @@ Deno.test("client config: wg-quick layout of the Amnezia export (§6)", () => {
   assert.ok(minimal.endsWith("Endpoint = [2001:db8::7]:443\nPersistentKeepalive = 25\n"));
 });
 
+Deno.test("client config: a deep cascade's MTU (576-1279) renders, with a warning for IPv6", () => {
+  const base = {
+    addresses: ["10.8.0.2/32"],
+    privateKey: fakeKey(0x61),
+    obfuscation: OBF,
+    peer: { publicKey: fakeKey(0x21), endpoint: "203.0.113.7:443" },
+  };
+  const warnings: string[] = [];
+  const onWarning = (w: { code: string }) => warnings.push(w.code);
+  for (const mtu of [1260, 1180, 576]) {
+    const text = renderClientConfig({ ...base, mtu }, { onWarning });
+    assert.ok(text.includes(`\nMTU = ${mtu}\n`));
+  }
+  assert.deepEqual(warnings, [], "no IPv6 address, no warning");
+  renderClientConfig({ ...base, addresses: ["10.8.0.2/32", "fd00::2/128"], mtu: 1180 }, {
+    onWarning,
+  });
+  assert.deepEqual(warnings, ["ipv6-mtu"]);
+  renderClientConfig({ ...base, addresses: ["fd00::2/128"], mtu: 1280 }, { onWarning });
+  assert.deepEqual(warnings, ["ipv6-mtu"], "1280 carries IPv6");
+  assertRejects(() => renderClientConfig({ ...base, mtu: 575 }), "out-of-range", "mtu");
+  assertRejects(() => renderClientConfig({ ...base, mtu: 9001 }), "out-of-range", "mtu");
+});
+
 Deno.test("UAPI set: §5.3 order, keys in hex, terminated by a blank line", () => {
   const text = renderUapiSet({
     privateKey: fakeKey(0x61),

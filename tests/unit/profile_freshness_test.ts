@@ -62,7 +62,7 @@ Deno.test("freshness: checked on a profile opened from an account-mode .pharos f
     signer.privateKey,
   );
   const text = writePharos(pharosAccount(bundle));
-  const opened = await readProfileFile(text, {
+  const { document: opened } = await readProfileFile(text, {
     account: { privateKey: recipient.privateKey, pinnedSigningKey: signer.publicKey },
   });
   // A validly signed but older profile replayed by a relay is still refused.

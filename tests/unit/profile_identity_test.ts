@@ -89,6 +89,26 @@ Deno.test(".pharosid: optional fields are omitted when empty and read back as ab
   assert.deepEqual(readDeviceIdentity(text), minimal);
 });
 
+Deno.test(".pharosid: null (Go's nil) reads as absent; a null required field is missing", () => {
+  const id = identity();
+  const base = JSON.parse(writeDeviceIdentity(id));
+  const optional = ["user", "alias", "ca_fingerprint", "signing_public_key", "encryption_key"];
+  const nulls = { ...base, ...Object.fromEntries(optional.map((k) => [k, null])) };
+  const read = readDeviceIdentity(JSON.stringify({ ...nulls, relay_server_name: null }));
+  for (const k of optional) assert.equal(k in read, false, k);
+  assert.equal(read.relay_server_name, "");
+  assert.equal(read.relay_addr, id.relay_addr);
+  // The format has no list fields; required ones stay required.
+  for (const key of ["relay_addr", "fleet_ca", "device_cert", "device_key"]) {
+    expectCode(
+      () => readDeviceIdentity(JSON.stringify({ ...base, [key]: null })),
+      "invalid-field",
+      key,
+    );
+  }
+  expectCode(() => readDeviceIdentity(JSON.stringify({ ...base, v: null })), "unknown-version");
+});
+
 Deno.test(".pharosid: required fields and their shapes are checked", () => {
   const base = JSON.parse(writeDeviceIdentity(identity()));
   for (const key of ["relay_addr", "fleet_ca", "device_cert", "device_key"]) {

@@ -126,7 +126,7 @@ Deno.test("offline QR: non-profile CBOR and invalid documents give typed errors"
   const valid = profileDocumentToJson(selectOfflineNode(sample, "pspec_default", "node_1"));
   await expectCode(
     async () => decodeOfflineProfile([await encodePayload(new Map([[1, 2]]))]),
-    "invalid-field",
+    "wrong-format",
   );
   await expectCode(
     async () =>
