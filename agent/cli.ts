@@ -1,6 +1,11 @@
 /** The node agent's command line. */
 import { genCsr } from "../relay/gen_csr.ts";
-import { type CliIo, parseCommandLine, withCliErrors } from "../relay/cli_support.ts";
+import {
+  type CliIo,
+  commandMistake,
+  parseCommandLine,
+  withCliErrors,
+} from "../relay/cli_support.ts";
 
 const USAGE = `usage: agent <command> [flags]
 
@@ -17,10 +22,12 @@ export async function runAgentCli(
   const parsed = parseCommandLine(args, { dir: { type: "string" } }, USAGE, io);
   if (!parsed) return 2;
   const { values, positionals } = parsed;
-  if (positionals[0] !== "gen-csr") {
-    io.err(USAGE);
-    return values.help ? 0 : 2;
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
   }
+  const command = positionals.join(" ");
+  if (command !== "gen-csr") return commandMistake(command, USAGE, io);
   return await withCliErrors(
     io,
     () => genCsr("node", values.dir ?? env("PHAROS_NODE_DIR") ?? "/etc/pharos-node", io),

@@ -26,13 +26,22 @@ export interface ControllerConfig {
 }
 
 export const CONTROLLER_SETTINGS: SettingSpec[] = [
-  { key: "state", flag: "state", env: "PHAROS_STATE", default: "./state" },
+  {
+    key: "state",
+    flag: "state",
+    env: "PHAROS_STATE",
+    default: "./state",
+    arg: "DIR",
+    help: "state directory: database, secret.key, CA (made on first start)",
+  },
   {
     key: "uiListen",
     flag: "ui-listen",
     env: "PHAROS_UI_LISTEN",
     default: "127.0.0.1:8443",
     check: checkListen,
+    arg: "HOST:PORT",
+    help: "dashboard and admin API listener",
   },
   {
     key: "logLevel",
@@ -40,6 +49,8 @@ export const CONTROLLER_SETTINGS: SettingSpec[] = [
     env: "PHAROS_LOG_LEVEL",
     default: "info",
     ...LOG_LEVEL_SPEC,
+    arg: "LEVEL",
+    help: "debug, info, warn or error",
   },
   {
     key: "relayListen",
@@ -47,6 +58,8 @@ export const CONTROLLER_SETTINGS: SettingSpec[] = [
     env: "PHAROS_RELAY_LISTEN",
     default: ":443",
     check: (v) => v === "off" ? undefined : checkListen(v),
+    arg: "HOST:PORT|off",
+    help: "embedded relay's device listener",
   },
   {
     key: "relayHosts",
@@ -54,6 +67,8 @@ export const CONTROLLER_SETTINGS: SettingSpec[] = [
     env: "PHAROS_RELAY_HOSTS",
     default: "localhost,127.0.0.1",
     check: nonEmptyList,
+    arg: "H[,H...]",
+    help: "names/IPs in the embedded relay's certificate",
   },
   {
     key: "relayTunnels",
@@ -61,6 +76,8 @@ export const CONTROLLER_SETTINGS: SettingSpec[] = [
     env: "PHAROS_RELAY_TUNNELS",
     default: "",
     check: hostPortList,
+    arg: "HOST:PORT,...",
+    help: "remote relays' tunnel ports to dial",
   },
 ];
 

@@ -3,27 +3,54 @@
  * mode 0600); CA and signing keys are stored in the database only sealed
  * under it (AES-256-GCM, with the row's name as associated data), so a copy
  * of the database alone, e.g. a Postgres dump, yields no usable key.
+ * `open` never creates the file: only `create`, which state.ts calls for a
+ * new, empty state (see openState).
  */
 import { PharosError } from "../core/errors.ts";
 
 export class KeystoreError extends PharosError {}
 
 const NONCE = 12;
+/** The key file's name in the state directory. */
+export const SECRET_FILE = "secret.key";
 
 export class Keystore {
   private constructor(private readonly key: CryptoKey) {}
 
-  /** Opens `dir/secret.key`, creating it (0600) on first run. */
+  /** Opens an existing `dir/secret.key`. */
   static async open(dir: string): Promise<Keystore> {
-    const path = `${dir}/secret.key`;
+    const path = `${dir}/${SECRET_FILE}`;
     let raw: Uint8Array;
     try {
       raw = await Deno.readFile(path);
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      raw = crypto.getRandomValues(new Uint8Array(32));
-      await Deno.writeFile(path, raw, { mode: 0o600, createNew: true });
+      if (e instanceof Deno.errors.NotFound) {
+        throw new KeystoreError(
+          "missing-secret",
+          `${path} is missing: restore secret.key from your backup`,
+        );
+      }
+      throw new KeystoreError("unreadable-secret", `cannot read ${path}: ${(e as Error).message}`);
     }
+    return await Keystore.fromRaw(raw, path);
+  }
+
+  /** Writes a new random `dir/secret.key` (0600); refuses to replace an existing one. */
+  static async create(dir: string): Promise<Keystore> {
+    const path = `${dir}/${SECRET_FILE}`;
+    const raw = crypto.getRandomValues(new Uint8Array(32));
+    try {
+      await Deno.writeFile(path, raw, { mode: 0o600, createNew: true });
+    } catch (e) {
+      throw new KeystoreError(
+        "unwritable-secret",
+        `cannot create ${path}: ${(e as Error).message}`,
+      );
+    }
+    return await Keystore.fromRaw(raw, path);
+  }
+
+  private static async fromRaw(raw: Uint8Array, path: string): Promise<Keystore> {
     if (raw.length !== 32) {
       throw new KeystoreError(
         "bad-secret",

@@ -6,6 +6,12 @@
  * resolve, RFC 2606) followed by one JSON document. The relay keeps it in
  * memory only; the controller sends it again on every new session.
  * Shared by the relay (which applies it) and the controller (which sends it).
+ *
+ * The relay answers one line: `ok`, `stale: <revision it holds>` (an older
+ * or equal revision, nothing changed) or `error: <why>`. Only relays that
+ * advertise CONTROL_ALPN on their controller-only ports accept control
+ * streams; an original Go relay (no ALPN) never does, and the controller
+ * must not open one there.
  */
 import { PharosError } from "./errors.ts";
 import type { Logger } from "./log.ts";
@@ -15,6 +21,14 @@ import { formatConnectTarget, parseConnectTarget } from "./connect/mod.ts";
 export const POLICY_HOST = "pharos-policy.invalid";
 export const POLICY_PORT = 1;
 export const MAX_POLICY_BYTES = 1024 * 1024;
+/**
+ * ALPN protocol our relay's tunnel and egress listeners advertise and the
+ * controller offers when it dials them: negotiated means "a Pharos relay that
+ * takes policy streams". The original relay sets no ALPN (Go's TLS server then
+ * ignores the offer) and the original controller offers none, so both sides
+ * must keep working without it.
+ */
+export const CONTROL_ALPN = "pharos-tunnel/1";
 
 export class PolicyError extends PharosError {}
 
@@ -30,6 +44,51 @@ export interface PolicyDocument {
 /** Canonical `host:port` key for allow-list comparisons. */
 export function targetKey(host: string, port: number): string {
   return formatConnectTarget(host.toLowerCase(), port);
+}
+
+/** A relay's answer to a policy document, parsed. */
+export type PolicyAnswer =
+  | { kind: "ok" }
+  | { kind: "stale"; relayRevision: number }
+  | { kind: "error"; message: string };
+
+export function formatPolicyAnswer(a: PolicyAnswer): string {
+  switch (a.kind) {
+    case "ok":
+      return "ok\n";
+    case "stale":
+      return `stale: ${a.relayRevision}\n`;
+    case "error":
+      return `error: ${a.message.replaceAll("\n", " ")}\n`;
+  }
+}
+
+/** Parses an answer line; anything unrecognised is an error answer. */
+export function parsePolicyAnswer(line: string): PolicyAnswer {
+  const text = line.trim();
+  if (text === "ok") return { kind: "ok" };
+  const stale = /^stale: ([0-9]{1,16})$/.exec(text);
+  if (stale && Number.isSafeInteger(Number(stale[1]))) {
+    return { kind: "stale", relayRevision: Number(stale[1]) };
+  }
+  if (text.startsWith("error: ")) return { kind: "error", message: text.slice(7) };
+  return { kind: "error", message: `unexpected answer "${text.slice(0, 80)}"` };
+}
+
+/**
+ * Observers of a RelayPolicy's revocation list, keyed by the list itself:
+ * a verifier that was handed only `policy.revoked` (a listener, the backend
+ * leg) can still learn that a new document changed it and drop the sessions
+ * whose certificate it now names.
+ */
+const watchers = new WeakMap<RevocationList, Set<() => void>>();
+
+/** Calls `fn` after every applied policy that owns `list`; returns the unsubscribe function. */
+export function watchRevocations(list: RevocationList, fn: () => void): () => void {
+  let set = watchers.get(list);
+  if (!set) watchers.set(list, set = new Set());
+  set.add(fn);
+  return () => set.delete(fn);
 }
 
 export class RelayPolicy {
@@ -90,6 +149,13 @@ export class RelayPolicy {
       revoked: this.revoked.size,
       egress_allow: allow.size,
     });
+    for (const fn of [...(watchers.get(this.revoked) ?? [])]) {
+      try {
+        fn();
+      } catch (e) {
+        log?.error("revocation watcher failed", { error: e });
+      }
+    }
     return true;
   }
 }

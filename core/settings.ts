@@ -16,6 +16,10 @@ export interface SettingSpec {
   default: string;
   /** Returns a problem description, or undefined when the value is fine. */
   check?: (value: string) => string | undefined;
+  /** Placeholder of the flag's value in help text, e.g. "DIR". */
+  arg?: string;
+  /** One-line description for help text. */
+  help?: string;
 }
 
 /**
@@ -47,6 +51,55 @@ export function resolveSettings(
     out[s.key] = value;
   }
   return out;
+}
+
+/**
+ * Checks a parsed config file against the settings it may hold: every key
+ * must be a known setting and every value a string. Errors name the file.
+ */
+export function checkConfigFile(
+  specs: readonly SettingSpec[],
+  file: Record<string, unknown>,
+  path: string,
+): void {
+  const known = specs.map((s) => s.key);
+  for (const [key, value] of Object.entries(file)) {
+    if (!known.includes(key)) {
+      throw new ConfigError(
+        "unknown-config-key",
+        `config file ${path}: unknown key "${key}"; the keys are ${known.join(", ")}`,
+      );
+    }
+    if (typeof value !== "string") {
+      throw new ConfigError(
+        "bad-config",
+        `config file ${path}: "${key}" must be a string, e.g. "${key}": "${
+          specs.find((s) => s.key === key)!.default
+        }"`,
+      );
+    }
+  }
+}
+
+/**
+ * Help text for settings: per setting, the flag with its value placeholder
+ * and description, then its environment variable and default on the next
+ * line; `extra` rows ([flag, description]) follow, aligned the same way.
+ */
+export function settingsHelp(
+  specs: readonly SettingSpec[],
+  extra: readonly (readonly [string, string])[] = [],
+): string {
+  const rows: [string, string, string?][] = specs.map((s) => [
+    `--${s.flag} ${s.arg ?? "VALUE"}`,
+    s.help ?? s.key,
+    `${s.env}, default ${s.default === "" ? "none" : s.default}`,
+  ]);
+  for (const [head, text] of extra) rows.push([head, text]);
+  const width = Math.max(...rows.map(([h]) => h.length)) + 4;
+  return rows.map(([head, text, more]) =>
+    `  ${head.padEnd(width - 2)}${text}` + (more ? `\n${" ".repeat(width)}${more}` : "")
+  ).join("\n");
 }
 
 /** `host:port` with a decimal port; host may be empty (all addresses) or [IPv6]. */

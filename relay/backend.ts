@@ -2,14 +2,17 @@
  * The relay's leg to the controller's gRPC server: one long-lived HTTP/2
  * session over TLS 1.3 inside the transport, opened lazily and reopened
  * after it closes. The relay presents its relay certificate and accepts
- * only a controller-role server certificate named `coxswain-grpc`.
+ * only a controller-role server certificate named `coxswain-grpc` that the
+ * relay policy does not revoke; a policy that revokes the certificate of the
+ * live session drops that session.
  */
 import http2 from "node:http2";
 import "./http2_order_fix.ts";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
-import type { TrustStore } from "../core/pki/mod.ts";
+import type { RevocationList, TrustStore } from "../core/pki/mod.ts";
+import { watchRevocations } from "../core/relay_policy.ts";
 import type { BackendTransport } from "./transport.ts";
 
 export const CONTROLLER_SERVER_NAME = "coxswain-grpc";
@@ -26,17 +29,34 @@ export interface RelayIdentity {
   trust: TrustStore;
   /** Original-controller certificates allowed without a role marker. */
   legacyControllerPins?: ReadonlySet<string>;
+  /** Revoked serials (the relay policy's list): the controller's certificate must not be in it. */
+  revoked?: RevocationList;
 }
 
 export class Backend {
   #session?: Promise<http2.ClientHttp2Session>;
   #current?: http2.ClientHttp2Session;
+  /** Serial of the controller certificate of the live TLS session. */
+  #peerSerial?: string;
+  #unwatch?: () => void;
 
   constructor(
     private readonly transport: BackendTransport,
     private readonly id: RelayIdentity,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const revoked = id.revoked;
+    if (revoked) {
+      this.#unwatch = watchRevocations(revoked, () => {
+        if (this.#peerSerial === undefined || !revoked.has(this.#peerSerial)) return;
+        this.log.warn("controller certificate revoked: backend session closed", {
+          code: "controller-revoked",
+          serial: this.#peerSerial,
+        });
+        this.reset();
+      });
+    }
+  }
 
   /** The current session to the controller, connecting if needed. */
   session(): Promise<http2.ClientHttp2Session> {
@@ -63,13 +83,22 @@ export class Backend {
     const s = this.#session;
     this.#session = undefined;
     this.#current = undefined;
+    this.#peerSerial = undefined;
     s?.then((x) => x.destroy(), () => {});
+  }
+
+  /** Drops the session and stops watching the revocation list. */
+  close(): void {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+    this.reset();
   }
 
   async #connect(): Promise<http2.ClientHttp2Session> {
     const raw = await this.transport.dial();
     // An in-process pipe never leaves this program: no TLS inside it.
-    const conn = this.transport.inProcess ? raw : await this.#secure(raw);
+    let serial: string | undefined;
+    const conn = this.transport.inProcess ? raw : await this.#secure(raw, (s) => serial = s);
     const scheme = this.transport.inProcess ? "http" : "https";
     const session = http2.connect(`${scheme}://${CONTROLLER_SERVER_NAME}`, {
       createConnection: () => conn,
@@ -81,12 +110,13 @@ export class Backend {
     // the TLS socket noticing: tie the session's life to the raw stream.
     raw.once("close", () => session.destroy());
     session.on("error", (e) => this.log.warn("controller session error", { error: e }));
+    this.#peerSerial = serial;
     this.log.info("connected to controller", { transport: this.transport.name });
     return session;
   }
 
   /** TLS 1.3 over the transport stream; the server must hold a controller certificate. */
-  async #secure(raw: Duplex): Promise<tls.TLSSocket> {
+  async #secure(raw: Duplex, peerSerial: (serial: string) => void): Promise<tls.TLSSocket> {
     const sock = tls.connect({
       socket: raw,
       servername: CONTROLLER_SERVER_NAME,
@@ -112,16 +142,22 @@ export class Backend {
         });
       });
       const peer = sock.getPeerCertificate(true);
-      await this.id.trust.verify(new Uint8Array(peer.raw), {
+      const who = await this.id.trust.verify(new Uint8Array(peer.raw), {
         expect: "controller",
         usage: "serverAuth",
+        revoked: this.id.revoked,
         legacyControllerPins: this.id.legacyControllerPins,
       });
+      peerSerial(who.serial);
       return sock;
     } catch (e) {
       sock.destroy();
       raw.destroy();
-      this.log.warn("controller connection refused", { transport: this.transport.name, error: e });
+      this.log.warn("controller connection refused", {
+        code: (e as { code?: string }).code ?? "refused",
+        transport: this.transport.name,
+        error: e,
+      });
       throw e;
     }
   }

@@ -1,7 +1,7 @@
 /** The relay's command line: `gen-csr` and `run`. */
 import { createLogger } from "../core/log.ts";
-import { type CliIo, parseCommandLine, withCliErrors } from "./cli_support.ts";
-import { resolveRelayConfig } from "./config.ts";
+import { type CliIo, commandMistake, parseCommandLine, withCliErrors } from "./cli_support.ts";
+import { RELAY_SETTINGS, resolveRelayConfig } from "./config.ts";
 import { readJsonConfig } from "./files.ts";
 import { genCsr } from "./gen_csr.ts";
 import { runRelay } from "./run.ts";
@@ -31,7 +31,7 @@ flags (each also from an environment variable or the --config JSON file):
 
 export interface RelayCliIo extends CliIo {
   /** Resolves when the process should stop (signals); tests pass their own. */
-  stopped?: Promise<void>;
+  stopped?: Promise<unknown>;
 }
 
 export async function runRelayCli(
@@ -56,26 +56,24 @@ export async function runRelayCli(
   );
   if (!parsed) return 2;
   const { values, positionals } = parsed;
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  const command = positionals.join(" ");
+  if (command !== "gen-csr" && command !== "run") return commandMistake(command, USAGE, io);
   return await withCliErrors(io, async () => {
     const cfg = resolveRelayConfig(
       values,
       env,
-      await readJsonConfig(values.config ?? env("PHAROS_RELAY_CONFIG")),
+      await readJsonConfig(values.config ?? env("PHAROS_RELAY_CONFIG"), RELAY_SETTINGS),
     );
-    switch (positionals[0]) {
-      case "gen-csr":
-        return await genCsr("relay", cfg.dir, io);
-      case "run": {
-        const log = createLogger("relay", { level: cfg.logLevel, sink: io.err });
-        const relay = await runRelay(cfg, log);
-        io.out(JSON.stringify({ ready: true, ports: relay.ports }) + "\n");
-        await (io.stopped ?? new Promise<void>(() => {}));
-        await relay.close();
-        return 0;
-      }
-      default:
-        io.err(USAGE);
-        return values.help ? 0 : 2;
-    }
+    if (command === "gen-csr") return await genCsr("relay", cfg.dir, io);
+    const log = createLogger("relay", { level: cfg.logLevel, sink: io.err });
+    const relay = await runRelay(cfg, log);
+    io.out(JSON.stringify({ ready: true, ports: relay.ports }) + "\n");
+    await (io.stopped ?? new Promise<void>(() => {}));
+    await relay.close(); // logs "stopped" once every listener is closed
+    return 0;
   });
 }

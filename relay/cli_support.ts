@@ -22,12 +22,17 @@ export const processIo: CliIo = {
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
-/** Parses flags and positionals; on a bad flag prints it with the usage and returns null. */
+/**
+ * Parses flags and positionals; on a bad flag prints the mistake followed by
+ * the usage (or, given `hint`, one line: the mistake and the hint) and
+ * returns null (the caller exits with 2).
+ */
 export function parseCommandLine<O extends Options>(
   args: string[],
   options: O,
   usage: string,
   io: CliIo,
+  hint?: string,
 ) {
   try {
     return parseArgs({
@@ -36,9 +41,36 @@ export function parseCommandLine<O extends Options>(
       options: { ...options, help: { type: "boolean", short: "h" } },
     });
   } catch (e) {
-    io.err(`${(e as Error).message}\n${usage}`);
+    const mistake = argumentMistake(e as Error & { code?: string });
+    io.err(hint === undefined ? `${mistake}\n${usage}` : `error: ${mistake}; ${hint}`);
     return null;
   }
+}
+
+function argumentMistake(e: Error & { code?: string }): string {
+  if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const flag = e.message.match(/'([^']*)'/)?.[1];
+    if (flag) return `unknown flag "${flag}"`;
+  }
+  return e.message;
+}
+
+/** A missing command prints the usage, an unknown one is named first; both exit with 2. */
+export function commandMistake(command: string, usage: string, io: CliIo): number {
+  io.err(command === "" ? usage : `unknown command "${command}"\n${usage}`);
+  return 2;
+}
+
+/**
+ * Installs SIGINT and SIGTERM listeners at once (call it before any slow
+ * start-up) and resolves with the first such signal's name.
+ */
+export function stopSignal(): Promise<Deno.Signal> {
+  return new Promise((resolve) => {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(sig, () => resolve(sig));
+    }
+  });
 }
 
 /** Runs a command, turning operator-facing failures into "error: …" and exit 1. */

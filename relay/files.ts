@@ -1,6 +1,6 @@
 /** The relay's key and certificate files in its config directory. */
 import type { KeyFileStore } from "../core/pki/mod.ts";
-import { ConfigError } from "../core/settings.ts";
+import { checkConfigFile, ConfigError, type SettingSpec } from "../core/settings.ts";
 
 /** A KeyFileStore over a directory; secrets are created with mode 0600. */
 export function dirStore(dir: string): KeyFileStore {
@@ -24,8 +24,16 @@ export function dirStore(dir: string): KeyFileStore {
   };
 }
 
-/** Reads an optional JSON config file (an object); a missing path gives {}. */
-export async function readJsonConfig(path: string | undefined): Promise<Record<string, unknown>> {
+/**
+ * Reads an optional JSON config file: an object whose keys are the given
+ * settings and whose values are strings. No path gives {}; an unreadable
+ * file, bad JSON, an unknown key or a non-string value is a ConfigError
+ * naming the file.
+ */
+export async function readJsonConfig(
+  path: string | undefined,
+  specs: readonly SettingSpec[],
+): Promise<Record<string, string>> {
   if (!path) return {};
   let text: string;
   try {
@@ -33,16 +41,18 @@ export async function readJsonConfig(path: string | undefined): Promise<Record<s
   } catch (e) {
     throw new ConfigError("bad-config", `cannot read config file ${path}: ${(e as Error).message}`);
   }
+  let v: unknown;
   try {
-    const v = JSON.parse(text);
-    if (typeof v !== "object" || v === null || Array.isArray(v)) {
-      throw new Error("not a JSON object");
-    }
-    return v;
+    v = JSON.parse(text);
   } catch (e) {
     throw new ConfigError(
       "bad-config",
       `config file ${path} is not a JSON object: ${(e as Error).message}`,
     );
   }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new ConfigError("bad-config", `config file ${path} is not a JSON object`);
+  }
+  checkConfigFile(specs, v as Record<string, unknown>, path);
+  return v as Record<string, string>;
 }

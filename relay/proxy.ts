@@ -9,7 +9,7 @@ import http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "../core/log.ts";
 import { PkiError, type VerifiedCertificate } from "../core/pki/mod.ts";
-import type { Backend } from "./backend.ts";
+import { type Backend, CONTROLLER_SERVER_NAME } from "./backend.ts";
 import type { DeviceAuth } from "./device_auth.ts";
 import { encodeGrpcMessage, Status } from "./grpc_status.ts";
 import { MessageScanner, MessageTooLarge, RELAY_MAX_MESSAGE } from "./message_limit.ts";
@@ -122,7 +122,8 @@ async function proxyCall(
     ":method": "POST",
     ":path": method,
     ":scheme": "https",
-    ":authority": String(headers[":authority"] ?? "coxswain-grpc"),
+    // The controller's service name (CONTRACTS 3.3), never the client's value.
+    ":authority": CONTROLLER_SERVER_NAME,
     ...forwardableHeaders(headers),
   };
   if (device) out[DEVICE_FP_HEADER] = device.fingerprint;

@@ -23,6 +23,7 @@ export interface RelayOptions {
   trust: TrustStore;
   /** Original-controller certificates allowed without a role marker. */
   legacyControllerPins?: ReadonlySet<string>;
+  /** Revoked serials: devices on the client listener, the controller on the backend leg. */
   revoked: RevocationList;
   transport: BackendTransport;
   log: Logger;
@@ -72,7 +73,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sessions) s.destroy();
-        backend.reset();
+        backend.close();
         server.close(() => resolve());
       }),
   };

@@ -30,6 +30,7 @@ export const RELAY_FILES = {
 
 export interface RunningRemoteRelay {
   ports: { client: number; tunnel: number; egress: number | null };
+  /** Closes every listener and the controller tunnel, then logs "stopped". */
   close(): Promise<void>;
 }
 
@@ -116,6 +117,7 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
       await tunnel.close();
       await egress?.close();
       await slot.close();
+      log.info("stopped");
     },
   };
 }

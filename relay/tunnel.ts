@@ -42,10 +42,19 @@ export class TunnelSlot implements BackendTransport {
       void old.close();
     }
     for (const fn of this.#listeners) fn();
-    this.log.info("controller tunnel up");
+    // Up only once the controller answers on the session: a controller that
+    // drops the connection after TLS (e.g. a name mismatch) never was up.
+    let up = false;
+    session.ping().then(() => {
+      if (session.isClosed) return;
+      up = true;
+      this.log.info("controller tunnel up");
+    }, () => {});
     session.closed.then((err) => {
       if (this.#session === session) this.#session = null;
-      this.log.info("controller tunnel down", { reason: err?.message ?? "closed" });
+      const reason = err?.message ?? "closed";
+      if (up) this.log.info("controller tunnel down", { reason });
+      else this.log.warn("controller tunnel closed before it came up", { reason });
     });
     void this.#acceptControl(session);
   }

@@ -7,7 +7,7 @@ const WHICH = ["root", "fleet", "device"] as const;
 
 /**
  * `cox ca export [--which root|fleet|device]`: prints the CA certificates as
- * PEM (root, Fleet CA, Device CA), creating the PKI if the state has none.
+ * PEM (root, Fleet CA, Device CA). The state must already hold a CA.
  */
 export async function caExport(
   state: string,
@@ -21,7 +21,6 @@ export async function caExport(
   }
   const st = await openState(state);
   try {
-    if (st.created) io.err(`created a new certificate authority in ${state}`);
     io.err(`root CA fingerprint (sha256, DER): ${st.pki.rootFingerprint}`);
     for (const w of selected) io.out(certPem(st.pki.cas[w].cert));
     return 0;

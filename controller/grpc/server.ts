@@ -4,7 +4,10 @@
  * inside, the controller's `coxswain-grpc` certificate, and a client
  * certificate with the relay role (callerGuard). The embedded relay reaches
  * a twin server, with the same services, that only in-process pipes can
- * get to: no socket leads there, so it needs no TLS.
+ * get to: no socket leads there, so it needs no TLS. Both servers resolve
+ * the relay-injected device fingerprint themselves (deviceGuard): whatever
+ * relay carried a call, a revoked, disabled, expired or unknown device is
+ * refused here.
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
@@ -12,6 +15,7 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "../../core/log.ts";
 import type { RevocationList, TrustStore } from "../../core/pki/mod.ts";
 import { callerGuard } from "./caller_guard.ts";
+import { deviceGuard, type DeviceLookup } from "./device_guard.ts";
 
 export interface ControllerGrpcOptions {
   /** `coxswain-grpc` leaf + Fleet CA, PEM. */
@@ -20,7 +24,12 @@ export interface ControllerGrpcOptions {
   /** Fleet CA PEM: the TLS layer's anchor for client certificates. */
   fleetCaPem: string;
   trust: TrustStore;
+  /** Revoked certificates (the controller's one list): relays are checked against it. */
   revoked: RevocationList;
+  /** The device registry every call carrying `x-pharos-device-fp` is checked against. */
+  devices: DeviceLookup;
+  /** Clock for the device expiry check (tests). */
+  now?: () => Date;
   log: Logger;
   /** Services to serve: [definition, implementation]. */
   services?: [grpc.ServiceDefinition, grpc.UntypedServiceImplementation][];
@@ -36,11 +45,13 @@ export interface ControllerGrpc {
 
 export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrpc {
   const limits = { "grpc.max_receive_message_length": 16 * 1024 * 1024 };
+  const devices = deviceGuard(opts.devices, opts.log, opts.now);
+  // The first interceptor sees a call first: the relay's certificate, then the device.
   const server = new grpc.Server({
-    interceptors: [callerGuard(opts.trust, opts.revoked, ["relay"], opts.log)],
+    interceptors: [callerGuard(opts.trust, opts.revoked, ["relay"], opts.log), devices],
     ...limits,
   });
-  const inProcess = new grpc.Server(limits);
+  const inProcess = new grpc.Server({ interceptors: [devices], ...limits });
   for (const [def, impl] of opts.services ?? []) {
     server.addService(def, impl);
     inProcess.addService(def, impl);

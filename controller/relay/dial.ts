@@ -1,11 +1,18 @@
 /**
  * Dialling a relay's controller-only port: TLS 1.3 with the controller's
  * client certificate, and the relay's certificate must carry the relay
- * role (not merely chain to the Fleet CA).
+ * role (not merely chain to the Fleet CA) and not be revoked.
+ *
+ * The controller offers ALPN CONTROL_ALPN. Our relay selects it: it takes
+ * policy streams. The original Go relay sets no ALPN and its TLS server
+ * ignores the offer: the handshake succeeds with no protocol, and the
+ * controller knows at once, without waiting on a stream, that this relay
+ * has no policy channel.
  */
 import { isIP } from "node:net";
 import tls from "node:tls";
 import type { RevocationList, TrustStore, VerifiedCertificate } from "../../core/pki/mod.ts";
+import { CONTROL_ALPN } from "../../core/relay_policy.ts";
 
 export interface ControllerTlsIdentity {
   /** Controller client leaf + Fleet CA, PEM. */
@@ -19,12 +26,19 @@ export interface ControllerTlsIdentity {
 
 export const DIAL_TIMEOUT_MS = 10_000;
 
+export interface DialledRelay {
+  socket: tls.TLSSocket;
+  relay: VerifiedCertificate;
+  /** True when the relay negotiated CONTROL_ALPN (ours); false for an original relay. */
+  policyChannel: boolean;
+}
+
 /** Connects and returns the socket once the relay's role is verified. */
 export async function dialRelay(
   target: { host: string; port: number; serverName?: string },
   id: ControllerTlsIdentity,
   timeoutMs = DIAL_TIMEOUT_MS,
-): Promise<{ socket: tls.TLSSocket; relay: VerifiedCertificate }> {
+): Promise<DialledRelay> {
   const name = target.serverName ?? target.host;
   const socket = tls.connect({
     host: target.host,
@@ -35,6 +49,7 @@ export async function dialRelay(
     key: id.keyPem,
     ca: id.caPem,
     minVersion: "TLSv1.3",
+    ALPNProtocols: [CONTROL_ALPN],
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -55,7 +70,7 @@ export async function dialRelay(
     socket.on("error", () => {});
     // Multiplexed small frames must not wait for ACKs (Nagle + delayed ACK = 40 ms stalls).
     socket.setNoDelay(true);
-    return { socket, relay };
+    return { socket, relay, policyChannel: socket.alpnProtocol === CONTROL_ALPN };
   } catch (e) {
     socket.destroy();
     throw e;

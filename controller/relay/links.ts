@@ -2,26 +2,33 @@
  * The controller's paths to its clients: the embedded relay (in-process,
  * no socket between relay and controller) and reverse tunnels to remote
  * relays (dialled out; the controller never listens for them).
+ *
+ * All of them share the controller's one revocation list: the embedded
+ * relay checks devices against it, relay dials check relay certificates
+ * against it, and each new revocation is pushed at once to every connected
+ * remote relay that takes policy (and closes the tunnel of a relay whose own
+ * certificate it names).
  */
 import type { Logger } from "../../core/log.ts";
-import { certPem, RevocationList } from "../../core/pki/mod.ts";
-import type { PolicyDocument } from "../../core/relay_policy.ts";
+import { certPem, type RevocationList } from "../../core/pki/mod.ts";
 import { splitListen } from "../../core/settings.ts";
 import { type RunningRelay, startRelay } from "../../relay/relay.ts";
 import { embeddedTransport } from "../../relay/transport.ts";
 import { type ControllerConfig, listSetting } from "../config.ts";
 import type { ControllerGrpc } from "../grpc/server.ts";
+import type { Revocations } from "../revocation.ts";
 import { serviceCert } from "../service_certs.ts";
 import type { ControllerState } from "../state.ts";
-import { TunnelClient } from "./tunnel_client.ts";
+import { PolicySource } from "./policy_source.ts";
+import { type PushOutcome, TunnelClient } from "./tunnel_client.ts";
 
 export interface RelayLinks {
   embedded: RunningRelay | null;
   tunnels: TunnelClient[];
-  /** Revoked device serials, shared by the embedded relay (and pushed to remote ones). */
+  /** The controller's revocation list, shared by the embedded relay (and pushed to remote ones). */
   revoked: RevocationList;
   /** Sends the current policy (revocations, egress allow-list) to every connected remote relay. */
-  pushPolicy(): Promise<void>;
+  pushPolicy(): Promise<PushOutcome[]>;
   close(): Promise<void>;
 }
 
@@ -29,9 +36,10 @@ export async function startRelayLinks(
   state: ControllerState,
   cfg: ControllerConfig,
   grpc: ControllerGrpc,
+  revocations: Revocations,
   log: Logger,
 ): Promise<RelayLinks> {
-  const revoked = new RevocationList();
+  const revoked = revocations.list;
   const fleetPem = certPem(state.pki.cas.fleet.cert);
   const caPem = certPem(state.pki.cas.root.cert) + fleetPem;
   let embedded: RunningRelay | null = null;
@@ -56,13 +64,7 @@ export async function startRelayLinks(
     }
   }
   const client = await serviceCert(state, "controller-client");
-  let revision = Date.now();
-  const policy = (): PolicyDocument => ({
-    v: 1,
-    revision: ++revision,
-    revoked_serials: revoked.toArray(),
-    egress_allow: [],
-  });
+  const policy = new PolicySource(state.db, revocations);
   const tunnels = listSetting(cfg.relayTunnels).map((target) => {
     const i = target.lastIndexOf(":");
     const t = new TunnelClient({
@@ -70,22 +72,32 @@ export async function startRelayLinks(
         host: target.slice(0, i).replace(/^\[|\]$/g, ""),
         port: Number(target.slice(i + 1)),
       },
-      identity: { certPem: client.chainPem, keyPem: client.keyPem, caPem, trust: state.pki.trust },
+      identity: {
+        certPem: client.chainPem,
+        keyPem: client.keyPem,
+        caPem,
+        trust: state.pki.trust,
+        revoked,
+      },
       accept: (c) => grpc.accept(c),
-      policy,
+      policy: () => policy.document(),
+      catchUp: (n) => policy.catchUp(n),
+      revocations,
       log: log.child({ part: "tunnel", relay: target }),
     });
     t.start();
     return t;
   });
+  const pushPolicy = () => Promise.all(tunnels.map((t) => t.pushPolicy()));
+  // Tell the relays at once (tunnels subscribed first: a revoked relay is already cut off).
+  const unsubscribe = revocations.subscribe(() => void pushPolicy());
   return {
     embedded,
     tunnels,
     revoked,
-    async pushPolicy() {
-      await Promise.all(tunnels.map((t) => t.pushPolicy()));
-    },
+    pushPolicy,
     async close() {
+      unsubscribe();
       await Promise.all(tunnels.map((t) => t.stop()));
       await embedded?.close();
     },

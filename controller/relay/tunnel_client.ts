@@ -4,36 +4,103 @@
  * substream the relay opens to its own gRPC server as an accepted
  * connection. On loss it redials with backoff: 1 s, doubling to 60 s, back
  * to 1 s after a session that lived at least 5 s.
+ *
+ * Policy: on each new session, and on demand, the controller sends the relay
+ * its policy (revoked serials, egress allow-list) on a stream it opens, each
+ * push bounded by a short deadline. Only a relay that negotiated the ALPN
+ * CONTROL_ALPN gets one: an original Go relay (no ALPN) never accepts a
+ * stream, so none is opened there; the status and the log say "original
+ * relay: revocation enforced by the controller only" (the controller's gRPC
+ * server checks every device itself, see grpc/device_guard.ts).
+ *
+ * Revocation: when the relay's own certificate is revoked, the live session
+ * is closed at once. The client keeps dialling only at the maximum backoff
+ * (60 s) and refuses the relay right after each handshake until it presents
+ * a new, unrevoked relay certificate, which is then taken back without a
+ * restart.
  */
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../core/log.ts";
 import { MuxSession } from "../../core/mux/mod.ts";
-import type { PolicyDocument } from "../../core/relay_policy.ts";
+import type { RevocationList, VerifiedCertificate } from "../../core/pki/mod.ts";
+import { formatPolicyAnswer, type PolicyDocument } from "../../core/relay_policy.ts";
 import { nodeToWeb, webToNode } from "../../relay/web_node.ts";
 import { type ControllerTlsIdentity, dialRelay } from "./dial.ts";
-import { pushPolicy } from "./policy_push.ts";
+import { POLICY_ACK_TIMEOUT_MS, pushPolicy } from "./policy_push.ts";
+
+export const ORIGINAL_RELAY_NOTE = "original relay: revocation enforced by the controller only";
+
+/** Where the controller announces new revocations (controller/revocation.ts fits). */
+export interface RevocationFeed {
+  readonly list: RevocationList;
+  subscribe(fn: () => void): () => void;
+}
 
 export interface TunnelClientOptions {
   target: { host: string; port: number; serverName?: string };
   identity: ControllerTlsIdentity;
   /** Takes one substream as an accepted connection of the gRPC server. */
   accept(conn: Duplex): void;
-  /** The policy to send on every new session. */
+  /** The policy to send on every new session (a fresh revision each call). */
   policy(): PolicyDocument;
+  /**
+   * The relay answered "stale: N": move the revision counter past N (if
+   * plausible). The push is then retried once with a fresh document.
+   */
+  catchUp?(relayRevision: number): boolean;
+  /** New revocations; a session whose relay certificate is revoked is closed. */
+  revocations?: RevocationFeed;
   log: Logger;
   backoff?: { initialMs: number; maxMs: number; stableMs: number };
   keepAliveIntervalMs?: number;
+  /** Deadline of one policy push (default 5 s). */
+  policyTimeoutMs?: number;
 }
 
 export type TunnelState = "connecting" | "up" | "backoff" | "stopped";
+/** `pharos`: negotiated CONTROL_ALPN, takes policy; `original`: an original Go relay. */
+export type RelayKind = "pharos" | "original";
+/** What a push came to: the relay's answer, or why there was none. */
+export type PushOutcome = "ok" | "stale" | "error" | "failed" | "unsupported" | "no-session";
+
+export interface TunnelStatus {
+  state: TunnelState;
+  /** Kind of the relay on the live (or last) session; null before the first. */
+  relay: RelayKind | null;
+  /** ORIGINAL_RELAY_NOTE for an original relay, else null. */
+  note: string | null;
+  /** Serial of the relay certificate on the live (or last) session. */
+  relaySerial: string | null;
+  sessions: number;
+  policy: {
+    /** Pushes attempted (streams opened). */
+    sent: number;
+    /** Pushes not attempted because the relay has no policy channel. */
+    skipped: number;
+    lastRevision: number | null;
+    lastAnswer: string | null;
+  };
+  /** Why the last session ended or the last dial failed. */
+  lastError: { code: string; message: string } | null;
+}
 
 export class TunnelClient {
   #state: TunnelState = "connecting";
   #session: MuxSession | null = null;
+  #peer: VerifiedCertificate | null = null;
+  #kind: RelayKind | null = null;
   #stopped = false;
   #wake: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #upWaiters: (() => void)[] = [];
+  #unsubscribe: (() => void) | null = null;
+  #policy = {
+    sent: 0,
+    skipped: 0,
+    lastRevision: null as number | null,
+    lastAnswer: null as string | null,
+  };
+  #lastError: { code: string; message: string } | null = null;
   /** Sessions established so far (observability and tests). */
   sessions = 0;
 
@@ -43,7 +110,20 @@ export class TunnelClient {
     return this.#state;
   }
 
+  get status(): TunnelStatus {
+    return {
+      state: this.#state,
+      relay: this.#kind,
+      note: this.#kind === "original" ? ORIGINAL_RELAY_NOTE : null,
+      relaySerial: this.#peer?.serial ?? null,
+      sessions: this.sessions,
+      policy: { ...this.#policy },
+      lastError: this.#lastError,
+    };
+  }
+
   start(): void {
+    this.#unsubscribe ??= this.opts.revocations?.subscribe(() => this.#checkRevoked()) ?? null;
     this.#loop ??= this.#run();
   }
 
@@ -53,47 +133,124 @@ export class TunnelClient {
     return new Promise((resolve) => this.#upWaiters.push(resolve));
   }
 
-  /** Sends the current policy on the live session, if any. */
-  async pushPolicy(): Promise<void> {
-    if (this.#session && !this.#session.isClosed) await this.#sendPolicy(this.#session);
+  /** Sends the current policy on the live session, if any and if the relay takes it. */
+  async pushPolicy(): Promise<PushOutcome> {
+    const s = this.#session;
+    if (!s || s.isClosed) return "no-session";
+    return await this.#sendPolicy(s);
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#state = "stopped";
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
     this.#wake?.();
     await this.#session?.close();
     await this.#loop;
   }
 
-  async #sendPolicy(session: MuxSession): Promise<void> {
-    try {
-      const answer = await pushPolicy(session, this.opts.policy());
-      if (answer !== "ok") this.opts.log.warn("relay refused the policy", { answer });
-    } catch (e) {
-      this.opts.log.warn("could not send the policy to the relay", { error: e });
+  #checkRevoked(): void {
+    const peer = this.#peer;
+    const list = this.opts.revocations?.list;
+    if (!peer || !list || !list.has(peer.serial) || !this.#session) return;
+    this.#lastError = {
+      code: "relay-revoked",
+      message: `relay certificate serial ${peer.serial} has been revoked`,
+    };
+    this.opts.log.warn("relay certificate revoked: tunnel closed", {
+      code: "relay-revoked",
+      relay: this.#where(),
+      serial: peer.serial,
+    });
+    void this.#session.close();
+  }
+
+  async #sendPolicy(session: MuxSession): Promise<PushOutcome> {
+    const log = this.opts.log;
+    if (this.#kind !== "pharos") {
+      this.#policy.skipped++;
+      log.debug("policy not sent", { code: "original-relay", note: ORIGINAL_RELAY_NOTE });
+      return "unsupported";
     }
+    const timeout = this.opts.policyTimeoutMs ?? POLICY_ACK_TIMEOUT_MS;
+    try {
+      let doc = this.opts.policy();
+      this.#policy.sent++;
+      let answer = await pushPolicy(session, doc, timeout);
+      if (answer.kind === "stale") {
+        const moved = this.opts.catchUp?.(answer.relayRevision) ?? false;
+        log.info("the relay holds a newer policy revision; sending a fresh one", {
+          code: "policy-stale",
+          sent: doc.revision,
+          relay_holds: answer.relayRevision,
+          caught_up: moved,
+        });
+        doc = this.opts.policy();
+        this.#policy.sent++;
+        answer = await pushPolicy(session, doc, timeout);
+      }
+      this.#policy.lastRevision = doc.revision;
+      this.#policy.lastAnswer = formatPolicyAnswer(answer).trim();
+      if (answer.kind === "ok") {
+        log.debug("policy applied by the relay", { revision: doc.revision });
+      } else {
+        log.warn("relay refused the policy", {
+          code: answer.kind === "stale" ? "policy-stale" : "policy-refused",
+          revision: doc.revision,
+          answer: this.#policy.lastAnswer,
+        });
+      }
+      return answer.kind;
+    } catch (e) {
+      this.#policy.lastAnswer = null;
+      log.warn("could not send the policy to the relay", {
+        code: (e as { code?: string }).code ?? "policy-failed",
+        error: e,
+      });
+      return "failed";
+    }
+  }
+
+  #where(): string {
+    return `${this.opts.target.host}:${this.opts.target.port}`;
   }
 
   async #run(): Promise<void> {
     const b = this.opts.backoff ?? { initialMs: 1000, maxMs: 60_000, stableMs: 5000 };
-    const where = `${this.opts.target.host}:${this.opts.target.port}`;
+    const where = this.#where();
     let delay = b.initialMs;
     while (!this.#stopped) {
       this.#state = "connecting";
       let started = 0;
       try {
-        const { socket } = await dialRelay(this.opts.target, this.opts.identity);
+        const { socket, relay, policyChannel } = await dialRelay(
+          this.opts.target,
+          this.opts.identity,
+        );
         const session = new MuxSession(nodeToWeb(socket), {
           role: "server",
           keepAliveIntervalMs: this.opts.keepAliveIntervalMs ?? 20_000,
         });
         this.#session = session;
+        this.#peer = relay;
+        this.#kind = policyChannel ? "pharos" : "original";
+        this.#lastError = null;
         started = Date.now();
         this.sessions++;
         this.#state = "up";
-        this.opts.log.info("relay tunnel up", { relay: where });
+        if (policyChannel) {
+          this.opts.log.info("relay tunnel up", { relay: where });
+        } else {
+          this.opts.log.warn("relay tunnel up: " + ORIGINAL_RELAY_NOTE, {
+            code: "original-relay",
+            relay: where,
+            note: ORIGINAL_RELAY_NOTE,
+          });
+        }
         for (const w of this.#upWaiters.splice(0)) w();
+        // Revoked between the handshake and now: do not keep it.
+        this.#checkRevoked();
         void this.#sendPolicy(session);
         for await (const stream of session) this.opts.accept(webToNode(stream));
         const reason = await session.closed;
@@ -102,14 +259,20 @@ export class TunnelClient {
           reason: reason?.message ?? "closed",
         });
       } catch (e) {
-        this.opts.log.warn("relay tunnel dial failed", { relay: where, error: e });
+        const code = (e as { code?: string }).code ?? "dial-failed";
+        this.#lastError = { code, message: (e as Error).message };
+        this.opts.log.warn("relay tunnel dial failed", { code, relay: where, error: e });
       }
       this.#session = null;
       if (this.#stopped) break;
       if (started && Date.now() - started >= b.stableMs) delay = b.initialMs;
+      // A revoked relay is only retried at the slowest pace.
+      const revoked = this.#lastError?.code === "revoked" ||
+        this.#lastError?.code === "relay-revoked";
+      const wait = revoked ? b.maxMs : delay;
       this.#state = "backoff";
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delay);
+        const t = setTimeout(resolve, wait);
         this.#wake = () => {
           clearTimeout(t);
           resolve();

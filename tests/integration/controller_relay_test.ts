@@ -11,7 +11,11 @@ import { Buffer } from "node:buffer";
 import http2 from "node:http2";
 import tls from "node:tls";
 import { resolveConfig } from "../../controller/config.ts";
+import { openDatabase } from "../../controller/db/sqlite.ts";
+import { Devices } from "../../controller/devices.ts";
+import { DEVICE_REFUSED } from "../../controller/grpc/device_guard.ts";
 import { createControllerGrpc } from "../../controller/grpc/server.ts";
+import { Revocations } from "../../controller/revocation.ts";
 import { startController } from "../../controller/serve.ts";
 import { serviceCert } from "../../controller/service_certs.ts";
 import { createLogger } from "../../core/log.ts";
@@ -66,15 +70,27 @@ Deno.test({
       services: [[echoPkg.Echo.service, echoImpl()]],
       logSink: (l) => logs.push(l),
     });
+    const dev = await issueDevice(ctl.state.pki.cas);
+    await ctl.devices.register(dev.cert);
     const client = deviceClient(
       ctl.relays.embedded!.port,
       pki.certPem(ctl.state.pki.cas.root.cert),
-      await issueDevice(ctl.state.pki.cas),
+      dev,
     );
     try {
       const { res } = await unary(client, "Unary", { text: "through the embedded relay" });
       assert.equal(res.text, "through the embedded relay");
       assert.match(res.metadata["x-pharos-device-fp"], /^sha256:[0-9a-f]{64}$/);
+      // The in-process server checks the device too: a disabled device (which the
+      // relay cannot know about) is refused by the controller.
+      const registered = ctl.devices.byFingerprint(res.metadata["x-pharos-device-fp"])!;
+      ctl.devices.setStatus(registered.id, "disabled");
+      await assert.rejects(unary(client, "Unary", { text: "disabled" }), (e: any) => {
+        assert.equal(e.code, grpc.status.UNAUTHENTICATED);
+        assert.equal(e.details, DEVICE_REFUSED);
+        return true;
+      });
+      ctl.devices.setStatus(registered.id, "active");
       // Health endpoint of the dashboard listener answers too.
       const health = await (await fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`)).json();
       assert.equal(health.root_ca_fingerprint, ctl.state.pki.rootFingerprint);
@@ -138,7 +154,7 @@ Deno.test({
     const ctlState = `${dir}/state`;
     // The remote relay's material, as onboarding would install it.
     const { openState } = await import("../../controller/state.ts");
-    const st = await openState(ctlState);
+    const st = await openState(ctlState, { create: true });
     const csr = await pki.generateCsr("relay");
     const leaf = await pki.issueLeaf(st.pki.cas, csr.csrPem, {
       kind: "relay",
@@ -180,6 +196,7 @@ Deno.test({
       services: [[echoPkg.Echo.service, echoImpl()]],
       logSink: () => {},
     });
+    const registered = await ctl.devices.register(device.cert);
     const client = deviceClient(relay.ports.client, rootPem, device);
     try {
       await until(
@@ -195,12 +212,18 @@ Deno.test({
         "the controller pushed its policy",
       );
 
-      // Revoking the device on the controller reaches the remote relay without a restart.
-      ctl.relays.revoked.add(device.cert.serialNumber);
-      await ctl.relays.pushPolicy();
+      // Revoking the device on the controller reaches the remote relay without a restart
+      // (pushed at once), and the relay refuses it at its own door.
+      ctl.devices.revoke(registered.id);
+      await until(
+        () =>
+          relayLogs.some((l) => l.includes('"msg":"policy applied"') && l.includes('"revoked":1')),
+        10_000,
+        "the revocation to reach the relay",
+      );
       await assert.rejects(unary(client, "Unary", { text: "after revocation" }), (e: any) => {
         assert.equal(e.code, grpc.status.UNAUTHENTICATED);
-        assert.match(e.details, /revoked/);
+        assert.match(e.details, /^relay: device certificate refused: .*revoked/);
         return true;
       });
     } finally {
@@ -277,13 +300,17 @@ Deno.test({
       return { cert, keyPem: csr.keyPem, chainPem: pki.bundlePem([cert, ca]) };
     };
     const server = await issue({ kind: "controller-server" });
-    const revoked = new pki.RevocationList();
+    const dir = await Deno.makeTempDir();
+    const db = openDatabase(`${dir}/pharos.db`);
+    const revocations = new Revocations(db);
+    const revoked = revocations.list;
     const g = createControllerGrpc({
       certPem: server.chainPem,
       keyPem: server.keyPem,
       fleetCaPem: pki.certPem(cas.fleet.cert),
       trust,
       revoked,
+      devices: new Devices(db, revocations),
       log: createLogger("grpc", { sink: () => {} }),
       services: [[echoPkg.Echo.service, echoImpl()]],
     });
@@ -314,12 +341,14 @@ Deno.test({
       const dev = await directCall(g.accept, caPem, await issue({ kind: "device", name: "d" }));
       assert.notEqual(dev.status, "0");
       // Revoking the relay cuts it off on its next call, without restart.
-      revoked.add(relay.cert.serialNumber);
+      revocations.revoke(relay.cert.serialNumber, "relay");
       const after = await directCall(g.accept, caPem, relay);
       assert.equal(after.status, String(grpc.status.UNAUTHENTICATED));
       assert.match(after.message!, /revoked/);
     } finally {
       g.close();
+      db.close();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -30,6 +30,8 @@ function freePort(): number {
 interface RelayProcess {
   child: Deno.ChildProcess;
   stderr: string[];
+  /** Resolves once stderr is closed (every line is in `stderr`). */
+  stderrDone: Promise<void>;
   ready: any;
 }
 
@@ -45,7 +47,7 @@ async function startRelayProcess(
     stderr: "piped",
   }).spawn();
   const stderr: string[] = [];
-  (async () => {
+  const stderrDone = (async () => {
     for await (
       const line of child.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(lines())
     ) stderr.push(line);
@@ -56,7 +58,7 @@ async function startRelayProcess(
   clearTimeout(timer);
   reader.releaseLock();
   if (first.done) throw new Error(`relay exited before ready:\n${stderr.join("\n")}`);
-  return { child, stderr, ready: JSON.parse(first.value) };
+  return { child, stderr, stderrDone, ready: JSON.parse(first.value) };
 }
 
 function lines(): TransformStream<string, string> {
@@ -280,4 +282,44 @@ Deno.test("relay process: a port it may not bind is reported with the setting to
     busy.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: 'relay process: SIGINT closes it gracefully, logs "stopped" and exits 0',
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const fleet = await makeFleet();
+    const dir = await Deno.makeTempDir({ prefix: "pharos-relay-" });
+    try {
+      const leaf = await fleet.issue({ kind: "relay", hosts: ["127.0.0.1"] });
+      await Deno.writeTextFile(`${dir}/relay.key`, leaf.keyPem);
+      await Deno.writeTextFile(`${dir}/relay.crt`, leaf.chainPem);
+      await Deno.writeTextFile(`${dir}/ca.crt`, fleet.rootPem);
+      await Deno.writeTextFile(`${dir}/fleet-ca.crt`, certPem(fleet.pki.fleet.cert));
+      await Deno.writeTextFile(`${dir}/device-ca.crt`, certPem(fleet.pki.device.cert));
+      const relay = await startRelayProcess([
+        "--dir",
+        dir,
+        "--client-addr",
+        "127.0.0.1:0",
+        "--tunnel-addr",
+        "127.0.0.1:0",
+        "--egress-addr",
+        "127.0.0.1:0",
+      ]);
+      assert.equal(relay.ready.ready, true);
+      relay.child.kill("SIGINT");
+      const status = await relay.child.status;
+      await relay.stderrDone;
+      assert.equal(status.code, 0, relay.stderr.join("\n"));
+      const logs = relay.stderr.map((l) => JSON.parse(l));
+      const last = logs.at(-1);
+      assert.equal(last.msg, "stopped", relay.stderr.join("\n"));
+      assert.equal(last.component, "relay");
+      assert.equal(last.level, "info");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

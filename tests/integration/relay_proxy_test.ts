@@ -27,7 +27,12 @@ function echoRequest(text: string, count: number, failAfter: number, failCode: n
 }
 
 /** One call with a plain HTTP/2 client: every length-prefixed message and the trailers. */
-async function rawCall(h: Harness, path: string, body: Uint8Array) {
+async function rawCall(
+  h: Harness,
+  path: string,
+  body: Uint8Array,
+  extraHeaders: http2.OutgoingHttpHeaders = {},
+) {
   const client = http2.connect(`https://localhost:${h.relay.port}`, {
     ca: h.fleet.rootPem,
     key: h.device.keyPem,
@@ -39,6 +44,7 @@ async function rawCall(h: Harness, path: string, body: Uint8Array) {
       ":path": path,
       "content-type": "application/grpc",
       te: "trailers",
+      ...extraHeaders,
     });
     const frame = new Uint8Array(5 + body.length);
     new DataView(frame.buffer).setUint32(1, body.length);
@@ -110,6 +116,18 @@ for (const [name, transport] of Object.entries(transports)) {
       assert.equal(line.status, 0);
       assert.match(line.device, /^sha256:[0-9a-f]{12}$/);
       assert.ok(!JSON.stringify(h.logs).includes("tok"), "metadata values are never logged");
+    },
+  );
+
+  withHarness(
+    "the controller sees its own service name as :authority, never the client's",
+    async (h) => {
+      const raw = await rawCall(h, "/pharos.test.v1.Echo/Unary", echoRequest("a", 0, 0, 0), {
+        ":authority": "evil.example",
+      });
+      assert.equal(raw.trailers["grpc-status"], "0");
+      assert.equal(raw.trailers["x-echo-authority"], "coxswain-grpc");
+      assert.equal(raw.messages.length, 1);
     },
   );
 

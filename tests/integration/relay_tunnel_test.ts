@@ -311,13 +311,17 @@ Deno.test({
       // Revision 2 replaced the allow-list: the echo server is no longer allowed.
       assert.equal(e.policy.allows("127.0.0.1", e.echoPort), false);
 
-      // Stale and malformed policies are answered and change nothing.
-      await e.client.pushPolicy({
-        v: 1,
-        revision: 1,
-        revoked_serials: [],
-        egress_allow: [`127.0.0.1:${e.echoPort}`],
-      });
+      // Stale and malformed policies are answered and change nothing: a stale one is
+      // answered "stale" with the revision the relay holds, never "ok".
+      assert.equal(
+        await e.client.pushPolicy({
+          v: 1,
+          revision: 1,
+          revoked_serials: [],
+          egress_allow: [`127.0.0.1:${e.echoPort}`],
+        }),
+        "stale: 2",
+      );
       assert.equal(e.policy.revision, 2);
       const bad = await e.client.pushPolicy(
         { v: 1, revision: 3, revoked_serials: [], egress_allow: ["no port here"] } as any,

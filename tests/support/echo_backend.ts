@@ -70,6 +70,7 @@ export async function startEchoBackend(fleet: Fleet): Promise<EchoBackend> {
       if (r.fail_code) return cb(failure(r.fail_code, r.text));
       const md = new grpc.Metadata();
       md.set("x-echo-trailer", "done");
+      md.set("x-echo-authority", call.getHost()); // the :authority the backend received
       cb(null, { text: r.text, metadata: metadataOf(call.metadata), blob: r.blob }, md);
     },
     ServerStream(call: grpc.ServerWritableStream<any, any>) {

@@ -4,9 +4,9 @@
  */
 import type { Duplex } from "node:stream";
 import { createLogger, type Logger } from "../../core/log.ts";
-import { certPem } from "../../core/pki/mod.ts";
-import { RelayPolicy } from "../../core/relay_policy.ts";
-import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
+import { certPem, type RevocationList } from "../../core/pki/mod.ts";
+import { type PolicyDocument, RelayPolicy } from "../../core/relay_policy.ts";
+import { type RevocationFeed, TunnelClient } from "../../controller/relay/tunnel_client.ts";
 import { listenForController } from "../../relay/controller_listener.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
 import type { BackendTransport } from "../../relay/transport.ts";
@@ -18,6 +18,8 @@ export interface TunnelFixture {
   slot: TunnelSlot;
   client: TunnelClient;
   policy: RelayPolicy;
+  /** The certificate the controller's TunnelClient presents. */
+  controllerLeaf: IssuedLeaf;
   port: number;
   logs: string[];
   /** Stops and restarts the relay's listener on the same port. */
@@ -54,7 +56,17 @@ export async function startTunnel(
   accept: (c: Duplex) => void,
   fleet: Fleet,
   relayLeaf: IssuedLeaf,
-  opts: { controllerLeaf?: IssuedLeaf; egressAllow?: string[] } = {},
+  opts: {
+    controllerLeaf?: IssuedLeaf;
+    egressAllow?: string[];
+    /** Serials the fixture's policy revokes (read at each push; mutate to change it). */
+    revokedSerials?: string[];
+    /** A policy source instead of the fixture's counter (e.g. controller/relay/policy_source.ts). */
+    policySource?: { document(): PolicyDocument; catchUp(relayRevision: number): boolean };
+    /** The controller's revocations: its dials check them and a revoked relay is cut off. */
+    revocations?: RevocationFeed & { list: RevocationList };
+    backoff?: { initialMs: number; maxMs: number; stableMs: number };
+  } = {},
 ): Promise<TunnelFixture> {
   const logs: string[] = [];
   const log: Logger = createLogger("tunnel", { sink: (l) => logs.push(l), level: "debug" });
@@ -78,16 +90,19 @@ export async function startTunnel(
       keyPem: ctl.keyPem,
       caPem: fleet.rootPem + certPem(fleet.pki.fleet.cert),
       trust: fleet.trust,
+      revoked: opts.revocations?.list,
     },
     accept,
-    policy: () => ({
+    policy: opts.policySource ? () => opts.policySource!.document() : () => ({
       v: 1,
       revision: ++revision,
-      revoked_serials: [],
+      revoked_serials: [...(opts.revokedSerials ?? [])],
       egress_allow: opts.egressAllow ?? [],
     }),
+    catchUp: opts.policySource ? (n) => opts.policySource!.catchUp(n) : undefined,
+    revocations: opts.revocations,
     log,
-    backoff: { initialMs: 200, maxMs: 2000, stableMs: 5000 },
+    backoff: opts.backoff ?? { initialMs: 200, maxMs: 2000, stableMs: 5000 },
   });
   client.start();
   await client.whenUp();
@@ -106,6 +121,7 @@ export async function startTunnel(
     slot,
     client,
     policy,
+    controllerLeaf: ctl,
     port,
     logs,
     transport,

@@ -1,0 +1,26 @@
+/** `cox init`: makes a new controller state (directory, secret.key, database, CA). */
+import type { CliIo } from "../../relay/cli_support.ts";
+import { openState, StateError } from "../state.ts";
+
+/**
+ * Creates the state and its certificate authority, as the controller's
+ * first start would. A state that already holds a CA is left untouched and
+ * the command fails, so a repeated or mistyped `init` never changes one.
+ */
+export async function initState(state: string, io: CliIo): Promise<number> {
+  const st = await openState(state, { create: true });
+  try {
+    if (!st.created) {
+      throw new StateError(
+        "state-exists",
+        `${state} already holds a certificate authority (root CA fingerprint ${st.pki.rootFingerprint}); nothing was changed`,
+      );
+    }
+    io.err(`created a new certificate authority in ${state}`);
+    io.err(`root CA fingerprint (sha256, DER): ${st.pki.rootFingerprint}`);
+    io.err(`back up ${state} as a whole: the database is useless without its secret.key`);
+    return 0;
+  } finally {
+    st.close();
+  }
+}
