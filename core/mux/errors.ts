@@ -5,7 +5,8 @@ import { PharosError } from "../errors.ts";
  *
  * Protocol errors (the peer broke the yamux wire rules; the session is closed
  * after a go-away with the protocol-error code): bad-version, bad-type,
- * bad-flags, bad-stream-id, wrong-parity, duplicate-stream, unknown-stream,
+ * bad-flags, bad-stream-id, wrong-parity, duplicate-stream (a SYN for a stream
+ * that is open), unknown-stream (a frame for an id never opened),
  * frame-too-large, window-exceeded, window-overflow, data-after-fin,
  * bad-go-away-code, truncated-frame.
  *

@@ -6,5 +6,6 @@
 export * from "./errors.ts";
 export * from "./frame.ts";
 export { type Duplex, memoryDuplexPair } from "./pipe.ts";
-export { type MuxOptions, MuxSession } from "./session.ts";
+export { MAX_SEND_WINDOW, type MuxOptions, MuxSession } from "./session.ts";
+export { PeerIds } from "./ids.ts";
 export { MuxStream } from "./stream.ts";

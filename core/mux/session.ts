@@ -3,6 +3,12 @@
  * byte duplex. The client opens odd stream ids, the server even ones. Any
  * frame that breaks the protocol ends the session with a typed MuxError after
  * telling the peer (go-away, protocol-error code).
+ *
+ * Peer stream ids need not arrive in increasing order (see ids.ts): a SYN for
+ * any id of the peer's parity that was never used opens a stream; a SYN for an
+ * id in use is a protocol error ("duplicate-stream"); a SYN for an id used
+ * before (closed, refused, or older than the remembered gaps) is refused with
+ * RST and the session goes on.
  */
 import { MuxError, PROTOCOL_ERROR_CODES } from "./errors.ts";
 import {
@@ -24,6 +30,7 @@ import {
   validateHeader,
   writeHeader,
 } from "./frame.ts";
+import { PeerIds } from "./ids.ts";
 import { FrameInput } from "./input.ts";
 import type { Duplex } from "./pipe.ts";
 import { type MuxStream, StreamCore, type StreamHost } from "./stream.ts";
@@ -33,7 +40,11 @@ export interface MuxOptions {
   role: "client" | "server";
   /** Receive window per stream; at least 256 KiB (the yamux initial window). */
   windowSize?: number;
-  /** Largest send window the peer may grant a stream (default 16 MiB). */
+  /**
+   * Largest send window the peer may grant a stream (default 2^31 - 1). This
+   * is the peer's memory, not ours: hashicorp/yamux peers may configure a
+   * large MaxStreamWindowSize. Our receive window is `windowSize`.
+   */
   maxWindowSize?: number;
   /** Largest data frame accepted, checked at the header (default windowSize). */
   maxFrameLength?: number;
@@ -49,9 +60,20 @@ export interface MuxOptions {
   pingTimeoutMs?: number;
   /** How long one transport write may stall before the session ends (10 s). */
   writeTimeoutMs?: number;
-  /** How long an opened stream may wait for the peer's ACK; 0 = forever (75 s). */
+  /**
+   * How long an opened stream may wait for the first frame from the peer for
+   * it (ACK, data, window update, FIN); then it is reset. 0 = forever (75 s).
+   */
   streamOpenTimeoutMs?: number;
+  /**
+   * Peer stream ids skipped by out-of-order SYNs that are remembered as still
+   * unused (default 1024); beyond that the oldest count as used (ids.ts).
+   */
+  maxIdGaps?: number;
 }
+
+/** Default and usual upper bound of the send window a peer may grant. */
+export const MAX_SEND_WINDOW = 0x7fff_ffff;
 
 /** Unflushed control frames beyond which the reader waits for the transport. */
 const CONTROL_HIGH_WATER = 64;
@@ -72,7 +94,7 @@ function limitsFrom(o: MuxOptions): Limits {
   const windowSize = o.windowSize ?? INITIAL_WINDOW;
   const l: Limits = {
     windowSize,
-    maxWindowSize: o.maxWindowSize ?? 16 * 1024 * 1024,
+    maxWindowSize: o.maxWindowSize ?? MAX_SEND_WINDOW,
     maxFrameLength: o.maxFrameLength ?? windowSize,
     maxSendFrame: o.maxSendFrame ?? 64 * 1024,
     maxStreams: o.maxStreams ?? 256,
@@ -81,6 +103,7 @@ function limitsFrom(o: MuxOptions): Limits {
     pingTimeoutMs: o.pingTimeoutMs ?? 10_000,
     writeTimeoutMs: o.writeTimeoutMs ?? 10_000,
     streamOpenTimeoutMs: o.streamOpenTimeoutMs ?? 75_000,
+    maxIdGaps: o.maxIdGaps ?? 1024,
   };
   const bad = (msg: string) => new MuxError("bad-options", `multiplexer options: ${msg}`);
   if (o.role !== "client" && o.role !== "server") throw bad(`role must be "client" or "server"`);
@@ -129,7 +152,7 @@ export class MuxSession implements AsyncIterable<MuxStream> {
   #acceptQueue: StreamCore[] = [];
   #acceptWaiters: ((s: MuxStream | null) => void)[] = [];
   #nextId: number;
-  #highestPeerId = 0;
+  readonly #peerIds: PeerIds;
   #pings = new Map<number, PendingPing>();
   #nextPingId = 0;
   #localGoAway = false;
@@ -154,6 +177,7 @@ export class MuxSession implements AsyncIterable<MuxStream> {
     this.#limits = limitsFrom(options);
     this.#client = options.role === "client";
     this.#nextId = this.#client ? 1 : 2;
+    this.#peerIds = new PeerIds(this.#client ? 2 : 1, this.#limits.maxIdGaps);
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -476,14 +500,14 @@ export class MuxSession implements AsyncIterable<MuxStream> {
           } ids belong to this side`,
         );
       }
-      if (id <= this.#highestPeerId) {
+      if (core !== undefined) {
         throw new MuxError(
           "duplicate-stream",
-          `the peer opened stream ${id} again (ids must increase)`,
+          `the peer opened stream ${id} again while it is open`,
         );
       }
-      this.#highestPeerId = id;
       if (
+        !this.#peerIds.claim(id) ||
         this.#localGoAway || this.#streams.size >= this.#limits.maxStreams ||
         this.#acceptQueue.length >= this.#limits.acceptBacklog
       ) {
@@ -496,13 +520,15 @@ export class MuxSession implements AsyncIterable<MuxStream> {
       if (waiter !== undefined) waiter(this.#acknowledge(core));
       else this.#acceptQueue.push(core);
     } else if (core === undefined) {
-      const neverOpened = this.#isPeerId(id) ? id > this.#highestPeerId : id >= this.#nextId;
+      const neverOpened = this.#isPeerId(id) ? this.#peerIds.neverOpened(id) : id >= this.#nextId;
       if (neverOpened) {
         throw new MuxError("unknown-stream", `frame for stream ${id}, which was never opened`);
       }
       return this.#discard(h); // late frame for a stream that already ended
     }
-    if ((h.flags & FLAG_ACK) !== 0) core.onAck();
+    // Any frame for the stream shows the peer knows it: a peer that saw our
+    // FIN before accepting never sends an ACK (hashicorp/yamux).
+    core.onPeerFrame();
     if (h.type === TYPE_WINDOW_UPDATE) {
       core.onWindowUpdate(h.length);
     } else if (h.length > 0) {

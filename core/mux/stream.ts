@@ -126,7 +126,10 @@ export class StreamCore {
     return this.#queued;
   }
 
-  /** Arms the stream-open timeout (outbound streams, until the peer's ACK). */
+  /**
+   * Arms the stream-open timeout of an outbound stream: it ends at the first
+   * frame from the peer for the stream, whatever its kind (see onPeerFrame).
+   */
   armOpenTimer(ms: number): void {
     if (ms <= 0) return;
     this.#openTimer = setTimeout(() => {
@@ -134,13 +137,14 @@ export class StreamCore {
       this.reset(
         new MuxError(
           "stream-open-timeout",
-          `stream ${this.id} was not acknowledged within ${ms} ms`,
+          `stream ${this.id}: no frame from the peer for it within ${ms} ms`,
         ),
       );
     }, ms);
   }
 
-  onAck(): void {
+  /** The peer sent a frame for this stream (ACK, data, window update, FIN, RST). */
+  onPeerFrame(): void {
     this.#clearOpenTimer();
   }
 

@@ -1,7 +1,8 @@
 /**
  * Multiplexer benchmarks: one-way throughput over loopback TCP with 1 and 16
- * streams, against raw TCP and against npm:@libp2p/yamux in the same run
- * (median of three interleaved rounds; TCP_NODELAY on every connection);
+ * streams, against raw TCP, against npm:@libp2p/yamux and against Go
+ * hashicorp/yamux talking to itself (tests/support/go/yamuxpeer -bench) in the
+ * same run (median of three interleaved rounds; TCP_NODELAY on every connection);
  * heap cost of an idle substream (measured in a child process started with
  * --expose-gc, so the figures are taken after a full collection).
  *
@@ -10,6 +11,7 @@
 import { type BenchModule, type Figure, figure } from "./harness.ts";
 import { MuxSession } from "../../core/mux/mod.ts";
 import { libp2pMuxer, libp2pReadAll, libp2pWrite } from "../support/libp2p_yamux.ts";
+import { buildGoPeer, goCommand } from "../support/go_peer.ts";
 
 const CHUNK = 64 * 1024;
 /** Each throughput measurement stops after this long or this many bytes. */
@@ -128,6 +130,25 @@ async function theirs(streams: number): Promise<number> {
   await server.close();
   closeQuietly(a, b);
   return mbps(received, ms);
+}
+
+/**
+ * Go hashicorp/yamux client ⇄ server in one Go process over loopback TCP, the
+ * same shape as ours(): 64 KiB writes on `streams` streams for RUN_MS, MB/s
+ * of the bytes the reader got, until the readers saw every FIN.
+ */
+async function goYamux(binary: string, streams: number): Promise<number> {
+  const out = await new Deno.Command(binary, {
+    args: ["-bench", "-streams", String(streams), "-ms", String(RUN_MS)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  if (out.code !== 0) {
+    throw new Error(`go yamux bench failed (exit ${out.code}): ${dec.decode(out.stderr)}`);
+  }
+  const r = JSON.parse(dec.decode(out.stdout)) as { mbps: number };
+  return r.mbps;
 }
 
 // ---- memory probe (child process) ----
@@ -250,6 +271,10 @@ function median(xs: number[]): number {
 
 export const muxBench: BenchModule = {
   section: "Multiplexer",
+  notes: "Go baseline: github.com/hashicorp/yamux v0.1.2 client and server in one Go " +
+    "process (tests/support/go/yamuxpeer -bench, default 256 KiB windows, keepalive off), " +
+    "the same 64 KiB writes for 1 s on 1 or 16 streams; Go runs the two ends on all cores, " +
+    "core/mux runs both ends on one JavaScript thread.",
   async run(): Promise<Figure[]> {
     // Interleaved rounds, median of each: the machine's load drifts.
     const runs = {
@@ -258,13 +283,23 @@ export const muxBench: BenchModule = {
       sixteen: [] as number[],
       libOne: [] as number[],
       libSixteen: [] as number[],
+      goOne: [] as number[],
+      goSixteen: [] as number[],
     };
+    const goBinary = goCommand() === null ? null : await buildGoPeer("yamuxpeer");
+    if (goBinary === null) {
+      console.error("!!! mux bench: no Go toolchain; the Go hashicorp/yamux baseline is left out");
+    }
     for (let round = 0; round < ROUNDS; round++) {
       runs.raw.push(await rawTcp());
       runs.one.push(await ours(1));
       runs.sixteen.push(await ours(16));
       runs.libOne.push(await theirs(1));
       runs.libSixteen.push(await theirs(16));
+      if (goBinary !== null) {
+        runs.goOne.push(await goYamux(goBinary, 1));
+        runs.goSixteen.push(await goYamux(goBinary, 16));
+      }
     }
     const [raw, one, sixteen, libOne, libSixteen] = [
       runs.raw,
@@ -274,6 +309,22 @@ export const muxBench: BenchModule = {
       runs.libSixteen,
     ]
       .map(median);
+    const goFigures = goBinary === null ? [] : [
+      figure(
+        "core/mux throughput, 1 stream (ours/Go)",
+        one,
+        "MB/s",
+        "Go hashicorp/yamux ⇄ itself, 1 stream",
+        median(runs.goOne),
+      ),
+      figure(
+        "core/mux throughput, 16 streams (ours/Go)",
+        sixteen,
+        "MB/s",
+        "Go hashicorp/yamux ⇄ itself, 16 streams",
+        median(runs.goSixteen),
+      ),
+    ];
     const mem = await memoryFigures();
     const target = ">= 0.7x raw TCP";
     return [
@@ -296,6 +347,7 @@ export const muxBench: BenchModule = {
         "@libp2p/yamux, 16 streams",
         libSixteen,
       ),
+      ...goFigures,
       figure(
         `core/mux heap per idle stream (both ends, ${IDLE_STREAMS} streams)`,
         mem.perStream,

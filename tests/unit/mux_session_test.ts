@@ -293,10 +293,6 @@ Deno.test("mux session: malformed and out-of-protocol frames close the session w
     await syn(p, 1);
     await syn(p, 1);
   }, { goAwayCode: P });
-  await expectProtocolError("duplicate-stream", "server", async (p) => {
-    await syn(p, 5);
-    await syn(p, 3);
-  }, { goAwayCode: P });
   await expectProtocolError("window-exceeded", "server", async (p) => {
     await syn(p, 1);
     await p.send({ type: TYPE_DATA, flags: 0, streamId: 1 }, new Uint8Array(INITIAL_WINDOW));
