@@ -7,14 +7,17 @@
  * that never heard of a revocation (an original Go relay, one whose policy
  * push failed) cannot let a revoked device through.
  *
+ * Every change goes through the service layer (audited, versioned).
+ *
  * Statuses: `active`; `disabled` (reversible, enforced by the controller
  * only); `revoked` (final: also written to the revocation list that relays
  * receive, so they refuse the certificate at their door too).
  */
 import { PharosError } from "../core/errors.ts";
 import { deviceFingerprint, serialOf, type X509Certificate } from "../core/pki/mod.ts";
-import { type Db, transaction } from "./db/sqlite.ts";
-import { Revocations } from "./revocation.ts";
+import type { Db } from "./db/sqlite.ts";
+import { recordRevocation, type Revocations } from "./revocation.ts";
+import { type Actor, Service, SYSTEM_ACTOR } from "./service/service.ts";
 
 export class DeviceError extends PharosError {}
 
@@ -68,35 +71,40 @@ function fromRow(r: Row): Device {
 }
 
 export class Devices {
-  constructor(private readonly db: Db, private readonly revocations: Revocations) {}
+  readonly #service: Service;
+
+  constructor(private readonly db: Db, private readonly revocations: Revocations) {
+    this.#service = new Service(db);
+  }
 
   /** Records a device from its issued leaf (status active). */
   async register(
     cert: X509Certificate,
-    opts: { userId?: string; now?: Date } = {},
+    opts: { userId?: string; now?: Date; actor?: Actor } = {},
   ): Promise<Device> {
     const fingerprint = await deviceFingerprint(cert);
-    const now = (opts.now ?? new Date()).toISOString();
     const id = crypto.randomUUID();
-    try {
-      this.db.prepare(
-        `INSERT INTO devices (id, user_id, fingerprint, serial, status, not_after, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 'active', ?, ?, ?)`,
-      ).run(
-        id,
-        opts.userId ?? null,
-        fingerprint,
-        serialOf(cert),
-        cert.notAfter.toISOString(),
-        now,
-        now,
-      );
-    } catch (e) {
-      if (/UNIQUE/.test((e as Error).message)) {
-        throw new DeviceError("exists", `a device with fingerprint ${fingerprint} is registered`);
-      }
-      throw e;
-    }
+    this.#service.mutate(
+      {
+        actor: opts.actor ?? SYSTEM_ACTOR,
+        action: "device.create",
+        target: { type: "device", id },
+        expectVersion: 0,
+      },
+      (tx) => {
+        if (tx.db.prepare("SELECT 1 FROM devices WHERE fingerprint = ?").get(fingerprint)) {
+          throw new DeviceError("exists", `a device with fingerprint ${fingerprint} is registered`);
+        }
+        tx.insert({
+          user_id: opts.userId ?? null,
+          fingerprint,
+          serial: serialOf(cert),
+          status: "active",
+          not_after: cert.notAfter.toISOString(),
+          created_at: opts.now?.toISOString() ?? tx.now,
+        });
+      },
+    );
     return this.get(id)!;
   }
 
@@ -126,53 +134,77 @@ export class Devices {
     return { ok: true, device };
   }
 
-  /** Disables or re-enables a device; `expectedVersion` guards against a stale edit. */
-  setStatus(id: string, status: "active" | "disabled", expectedVersion?: number): Device {
-    const current = this.#require(id);
-    if (current.status === "revoked") {
-      throw new DeviceError("revoked-final", `device ${id} is revoked; enroll it again instead`);
-    }
-    this.#update(id, status, expectedVersion);
+  /**
+   * Disables or re-enables a device; `expectedVersion` guards against a
+   * stale edit (ConflictError, nothing written).
+   */
+  setStatus(
+    id: string,
+    status: "active" | "disabled",
+    expectedVersion?: number,
+    actor: Actor = SYSTEM_ACTOR,
+  ): Device {
+    this.#service.mutate(
+      {
+        actor,
+        action: "device.status",
+        target: { type: "device", id },
+        expectVersion: expectedVersion,
+      },
+      (tx) => {
+        const current = this.#current(tx.current, id);
+        if (current.status === "revoked") {
+          throw new DeviceError(
+            "revoked-final",
+            `device ${id} is revoked; enroll it again instead`,
+          );
+        }
+        if (current.status !== status) tx.update({ status });
+      },
+    );
     return this.get(id)!;
   }
 
   /**
    * Revokes a device: status `revoked` and its certificate serial in the
-   * revocation list, in one transaction; subscribers (the relay links) are
-   * told once it is committed. Revoking a revoked device changes nothing.
+   * revocation list, in one transaction (two audit entries); subscribers
+   * (the relay links) are told once it is committed. Revoking a revoked
+   * device changes nothing.
    */
-  revoke(id: string, opts: { expectedVersion?: number; reason?: string } = {}): Device {
-    const current = this.#require(id);
-    if (current.status !== "revoked") {
-      transaction(this.db, () => {
-        this.#update(id, "revoked", opts.expectedVersion);
-        Revocations.insert(this.db, current.serial, "device", {
+  revoke(
+    id: string,
+    opts: { expectedVersion?: number; reason?: string; actor?: Actor } = {},
+  ): Device {
+    const actor = opts.actor ?? SYSTEM_ACTOR;
+    this.#service.transaction(() => {
+      const revoked = this.#service.mutate(
+        {
+          actor,
+          action: "device.revoke",
+          target: { type: "device", id },
+          expectVersion: opts.expectedVersion,
+        },
+        (tx) => {
+          const current = this.#current(tx.current, id);
+          if (current.status === "revoked") return undefined;
+          tx.update({ status: "revoked" });
+          return current;
+        },
+      );
+      if (revoked) {
+        recordRevocation(this.#service, actor, revoked.serial, "device", {
           subject: `device ${id}`,
           reason: opts.reason,
-          notAfter: current.notAfter,
+          notAfter: revoked.notAfter,
         });
-      });
-    }
+      }
+    });
     this.revocations.sync();
     return this.get(id)!;
   }
 
-  #require(id: string): Device {
-    const d = this.get(id);
-    if (!d) throw new DeviceError("not-found", `no device ${id}`);
-    return d;
-  }
-
-  #update(id: string, status: DeviceStatus, expectedVersion?: number): void {
-    const res = this.db.prepare(
-      `UPDATE devices SET status = ?, version = version + 1, updated_at = ?
-       WHERE id = ? AND (? IS NULL OR version = ?)`,
-    ).run(status, new Date().toISOString(), id, expectedVersion ?? null, expectedVersion ?? null);
-    if (Number(res.changes) === 0) {
-      throw new DeviceError(
-        "stale-version",
-        `device ${id} was changed by someone else (expected version ${expectedVersion}); reload it`,
-      );
-    }
+  #current(row: unknown, id: string): Device {
+    if (row === undefined) throw new DeviceError("not-found", `no device ${id}`);
+    return fromRow(row as Row);
   }
 }

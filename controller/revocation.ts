@@ -6,14 +6,16 @@
  * one pushed to remote relays. Subscribers hear about each new entry so that
  * live sessions of a revoked relay can be closed and relays told at once.
  *
- * Rows are never removed by this module. Entries written by another process
- * on the same database (e.g. a CLI command) are picked up by `sync()`, which
- * the controller runs on a short interval.
+ * Rows are never removed by this module; they are written through the
+ * service layer (audited). Entries written by another process on the same
+ * database (e.g. a CLI command) are picked up by `sync()`, which the
+ * controller runs on a short interval.
  */
 import { PharosError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { RevocationList } from "../core/pki/mod.ts";
-import { type Db, transaction } from "./db/sqlite.ts";
+import type { Db } from "./db/sqlite.ts";
+import { type Actor, Service, SYSTEM_ACTOR } from "./service/service.ts";
 
 export class RevocationError extends PharosError {}
 
@@ -32,6 +34,8 @@ export interface RevokeOptions {
   /** The certificate's expiry (kept to prune the pushed list later). */
   notAfter?: Date;
   now?: Date;
+  /** Who revokes (audit log); the controller itself by default. */
+  actor?: Actor;
 }
 
 interface Row {
@@ -42,50 +46,60 @@ interface Row {
   not_after: string | null;
 }
 
+/**
+ * Records a revocation through the service layer (idempotent: an already
+ * revoked serial writes nothing and returns false). Inside a caller's
+ * transaction it joins it; `Revocations.sync()` publishes it after commit.
+ */
+export function recordRevocation(
+  service: Service,
+  actor: Actor,
+  serial: string,
+  kind: RevokedKind,
+  opts: Omit<RevokeOptions, "actor"> = {},
+): boolean {
+  if (!KINDS.includes(kind)) {
+    throw new RevocationError("bad-kind", `"${kind}" is not a certificate kind`);
+  }
+  const s = RevocationList.normalize(serial);
+  if (!/^[0-9a-f]{1,40}$/.test(s)) {
+    throw new RevocationError(
+      "bad-serial",
+      `"${serial.slice(0, 60)}" is not a certificate serial`,
+    );
+  }
+  return service.mutate(
+    { actor, action: "certificate.revoke", target: { type: "certificate", id: s } },
+    (tx) => {
+      if (tx.current !== undefined) return false;
+      tx.insert({
+        kind,
+        subject: opts.subject ?? null,
+        reason: opts.reason ?? null,
+        not_after: opts.notAfter?.toISOString() ?? null,
+        revoked_at: (opts.now ?? new Date(tx.now)).toISOString(),
+      });
+      return true;
+    },
+  );
+}
+
 export class Revocations {
   readonly list = new RevocationList();
   #lastRowid = 0;
   #kinds = new Map<string, RevokedKind>();
   #listeners = new Set<(added: RevokedEntry[]) => void>();
+  readonly #service: Service;
 
   constructor(private readonly db: Db, private readonly log?: Logger) {
+    this.#service = new Service(db);
     this.sync();
-  }
-
-  /**
-   * Records a revocation (idempotent) inside the caller's transaction, if
-   * any. Call `sync()` after the transaction commits to publish it.
-   */
-  static insert(db: Db, serial: string, kind: RevokedKind, opts: RevokeOptions = {}): void {
-    if (!KINDS.includes(kind)) {
-      throw new RevocationError("bad-kind", `"${kind}" is not a certificate kind`);
-    }
-    const s = RevocationList.normalize(serial);
-    if (!/^[0-9a-f]{1,40}$/.test(s)) {
-      throw new RevocationError(
-        "bad-serial",
-        `"${serial.slice(0, 60)}" is not a certificate serial`,
-      );
-    }
-    const now = (opts.now ?? new Date()).toISOString();
-    db.prepare(
-      `INSERT INTO revoked_certificates (serial, kind, subject, reason, not_after, revoked_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(serial) DO NOTHING`,
-    ).run(
-      s,
-      kind,
-      opts.subject ?? null,
-      opts.reason ?? null,
-      opts.notAfter?.toISOString() ?? null,
-      now,
-      now,
-    );
   }
 
   /** Revokes one certificate by serial and publishes it. Returns false if it already was. */
   revoke(serial: string, kind: RevokedKind, opts: RevokeOptions = {}): boolean {
     const known = this.list.has(serial);
-    transaction(this.db, () => Revocations.insert(this.db, serial, kind, opts));
+    recordRevocation(this.#service, opts.actor ?? SYSTEM_ACTOR, serial, kind, opts);
     this.sync();
     return !known;
   }

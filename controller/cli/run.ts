@@ -1,9 +1,15 @@
 /** The `cox` command line: parses arguments and dispatches to commands. */
 import { readJsonConfig } from "../../relay/files.ts";
 import { CONTROLLER_SETTINGS, resolveConfig } from "../config.ts";
+import { auditTailCmd, auditVerify, MAX_TAIL } from "./audit.ts";
 import { caExport } from "./ca.ts";
+import { onOff, UsageError, wholeNumber } from "./format.ts";
 import { initState } from "./init.ts";
-import { relaySign } from "./relay.ts";
+import { nodesList, nodesPolicy, nodesRemove, nodesShow } from "./nodes.ts";
+import { relaySign, relaysList } from "./relay.ts";
+import { settingsList, settingsPreset } from "./settings.ts";
+import { usersAdd, usersList } from "./users.ts";
+import { cliActor } from "./with_state.ts";
 import {
   type CliIo,
   commandMistake,
@@ -14,36 +20,167 @@ import {
 const USAGE = `usage: cox <command> [flags]
 
 commands:
-  init                                    create the state directory and its certificate
-                                          authority (refused if it already holds one)
+  init [--personal|--enterprise]          create the state directory, its certificate
+                                          authority and settings from a preset (personal
+                                          by default); refused if it already holds a CA
+  settings list                           every setting, its value and version
+  settings preset personal|enterprise     apply a preset to an existing state
   ca export [--which root|fleet|device]   print the CA certificates (PEM)
   relay sign --csr FILE --hosts H[,H...] [--out-dir DIR]
-                                          sign a relay's CSR; with --out-dir, write
-                                          relay.crt, ca.crt, fleet-ca.crt, device-ca.crt
+                                          sign a relay's CSR and record the relay; with
+                                          --out-dir, write relay.crt, ca.crt, fleet-ca.crt,
+                                          device-ca.crt
+  relays list                             the recorded relays
+  nodes list                              the recorded nodes
+  nodes show NODE                         one node (by name or id)
+  nodes policy NODE [--forwarding on|off] [--masquerade on|off] [--isolation on|off]
+               [--expect-version N]       change a node's network policy
+  nodes remove NODE [--expect-version N]  forget a node and revoke its certificate
+  users add EMAIL [--admin]               add a user (personal preset: one admin)
+  users list                              the users
+  audit verify                            prove the audit log's hash chain; exit 1 naming
+                                          the first broken entry
+  audit tail [-n N]                       the last N audit entries (default 20)
 
 global flags:
   --state DIR     state directory (env PHAROS_STATE, default ./state); every command but
                   init needs one the controller or "cox init" made
   --config FILE   the controller's JSON config file (env PHAROS_CONFIG)
+
+--expect-version N refuses the change (exit 1, nothing written) unless the row is still
+at version N, as "nodes show" printed it.
 `;
 
-const COMMANDS = ["init", "ca export", "relay sign"];
+type Values = Record<string, string | boolean | undefined>;
+
+interface Ctx {
+  state: string;
+  args: string[];
+  values: Values;
+  actor: string;
+  io: CliIo;
+}
+
+interface Command {
+  /** Positional parameters after the command words. */
+  params: string[];
+  /** Flags besides --state, --config and --help. */
+  flags: string[];
+  run(c: Ctx): Promise<number>;
+}
+
+const str = (v: Values, k: string) => v[k] as string | undefined;
+
+const COMMANDS: Record<string, Command> = {
+  init: {
+    params: [],
+    flags: ["personal", "enterprise"],
+    run: (c) => {
+      if (c.values.personal && c.values.enterprise) {
+        throw new UsageError("choose one of --personal and --enterprise");
+      }
+      return initState(c.state, c.values.enterprise ? "enterprise" : "personal", c.actor, c.io);
+    },
+  },
+  "settings list": { params: [], flags: [], run: (c) => settingsList(c.state, c.io) },
+  "settings preset": {
+    params: ["NAME"],
+    flags: [],
+    run: (c) => settingsPreset(c.state, c.args[0], c.actor, c.io),
+  },
+  "ca export": {
+    params: [],
+    flags: ["which"],
+    run: (c) => caExport(c.state, str(c.values, "which"), c.io),
+  },
+  "relay sign": {
+    params: [],
+    flags: ["csr", "hosts", "out-dir"],
+    run: (c) =>
+      relaySign(
+        c.state,
+        str(c.values, "csr"),
+        str(c.values, "hosts"),
+        str(c.values, "out-dir"),
+        c.actor,
+        c.io,
+      ),
+  },
+  "relays list": { params: [], flags: [], run: (c) => relaysList(c.state, c.io) },
+  "nodes list": { params: [], flags: [], run: (c) => nodesList(c.state, c.io) },
+  "nodes show": { params: ["NODE"], flags: [], run: (c) => nodesShow(c.state, c.args[0], c.io) },
+  "nodes policy": {
+    params: ["NODE"],
+    flags: ["forwarding", "masquerade", "isolation", "expect-version"],
+    run: (c) =>
+      nodesPolicy(
+        c.state,
+        c.args[0],
+        {
+          forwarding: onOff("forwarding", str(c.values, "forwarding")),
+          masquerade: onOff("masquerade", str(c.values, "masquerade")),
+          isolation: onOff("isolation", str(c.values, "isolation")),
+        },
+        wholeNumber("--expect-version", str(c.values, "expect-version")),
+        c.actor,
+        c.io,
+      ),
+  },
+  "nodes remove": {
+    params: ["NODE"],
+    flags: ["expect-version"],
+    run: (c) =>
+      nodesRemove(
+        c.state,
+        c.args[0],
+        wholeNumber("--expect-version", str(c.values, "expect-version")),
+        c.actor,
+        c.io,
+      ),
+  },
+  "users add": {
+    params: ["EMAIL"],
+    flags: ["admin"],
+    run: (c) => usersAdd(c.state, c.args[0], c.values.admin === true, c.actor, c.io),
+  },
+  "users list": { params: [], flags: [], run: (c) => usersList(c.state, c.io) },
+  "audit verify": { params: [], flags: [], run: (c) => auditVerify(c.state, c.io) },
+  "audit tail": {
+    params: [],
+    flags: ["lines"],
+    run: (c) => {
+      const n = wholeNumber("-n", str(c.values, "lines"), 1) ?? 20;
+      if (n > MAX_TAIL) throw new UsageError(`-n takes at most ${MAX_TAIL}`);
+      return auditTailCmd(c.state, n, c.io);
+    },
+  },
+};
+
+const GLOBAL_FLAGS = ["state", "config", "help"];
+const BOOLEAN_FLAGS = ["personal", "enterprise", "admin"];
+
+/** The command named by the first one or two words, and the words after it. */
+function findCommand(words: string[]): { name: string; args: string[] } | undefined {
+  for (const n of [2, 1]) {
+    const name = words.slice(0, n).join(" ");
+    if (Object.hasOwn(COMMANDS, name)) return { name, args: words.slice(n) };
+  }
+  return undefined;
+}
 
 export async function runCli(
   args: string[],
   io: CliIo,
   env: (n: string) => string | undefined,
 ): Promise<number> {
+  const flags = [...new Set(Object.values(COMMANDS).flatMap((c) => c.flags))];
+  const options = Object.fromEntries(
+    flags.map((f) => [f, { type: BOOLEAN_FLAGS.includes(f) ? "boolean" : "string" }]),
+  ) as Record<string, { type: "string" | "boolean"; short?: string }>;
+  options.lines.short = "n";
   const parsed = parseCommandLine(
     args,
-    {
-      state: { type: "string" },
-      config: { type: "string" },
-      which: { type: "string" },
-      csr: { type: "string" },
-      hosts: { type: "string" },
-      "out-dir": { type: "string" },
-    },
+    { ...options, state: { type: "string" }, config: { type: "string" } },
     USAGE,
     io,
   );
@@ -53,18 +190,39 @@ export async function runCli(
     io.out(USAGE);
     return 0;
   }
-  const cmd = positionals.join(" ");
-  if (!COMMANDS.includes(cmd)) return commandMistake(cmd, USAGE, io);
+  const found = findCommand(positionals);
+  if (!found) return commandMistake(positionals.join(" "), USAGE, io);
+  const cmd = COMMANDS[found.name];
+  const mistake = usageMistake(found.name, cmd, found.args, values);
+  if (mistake) {
+    io.err(`error: ${mistake}; "cox --help" lists the commands`);
+    return 2;
+  }
   return await withCliErrors(io, async () => {
-    const file = await readJsonConfig(values.config ?? env("PHAROS_CONFIG"), CONTROLLER_SETTINGS);
-    const cfg = resolveConfig({ state: values.state }, env, file);
-    switch (cmd) {
-      case "init":
-        return await initState(cfg.state, io);
-      case "ca export":
-        return await caExport(cfg.state, values.which, io);
-      default:
-        return await relaySign(cfg.state, values.csr, values.hosts, values["out-dir"], io);
+    const file = await readJsonConfig(
+      str(values, "config") ?? env("PHAROS_CONFIG"),
+      CONTROLLER_SETTINGS,
+    );
+    const cfg = resolveConfig({ state: str(values, "state") }, env, file);
+    try {
+      return await cmd.run({ state: cfg.state, args: found.args, values, actor: cliActor(), io });
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      io.err(`error: ${e.message}`);
+      return 2;
     }
   });
+}
+
+function usageMistake(name: string, cmd: Command, args: string[], values: Values) {
+  if (args.length !== cmd.params.length) {
+    const expected = [name, ...cmd.params].join(" ");
+    return args.length < cmd.params.length
+      ? `"${name}" needs ${cmd.params.slice(args.length).join(" ")}: cox ${expected}`
+      : `unexpected argument "${args[cmd.params.length]}": cox ${expected}`;
+  }
+  const stray = Object.keys(values).find((f) =>
+    values[f] !== undefined && !GLOBAL_FLAGS.includes(f) && !cmd.flags.includes(f)
+  );
+  return stray === undefined ? undefined : `--${stray} does not apply to "${name}"`;
 }

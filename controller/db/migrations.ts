@@ -97,4 +97,116 @@ export const MIGRATIONS: Migration[] = [
                 strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
     `,
   },
+  {
+    version: 4,
+    name: "service layer: audit log, settings, nodes, relays, users",
+    sql: `
+      -- Hash-chained audit log, appended to by the service layer only (controller/audit.ts
+      -- defines the hash). Rows are never updated or deleted; the triggers stop a stray
+      -- statement, the chain and audit_head catch anyone who goes around them.
+      CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+        time TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target_type TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        -- SHA-256 (hex) of the target row's canonical JSON before / after; NULL = no row
+        before_digest TEXT,
+        after_digest TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_hash ON audit_log (hash);
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+
+      -- Single row, updated in the transaction of every append: a log whose last entries
+      -- were deleted no longer ends where the head says.
+      CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        count INTEGER NOT NULL CHECK (count >= 0),
+        last_seq INTEGER NOT NULL CHECK (last_seq >= 0),
+        last_hash TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL
+      );
+      INSERT INTO audit_head (id, count, last_seq, last_hash, updated_at)
+        VALUES (1, 0, 0, '0000000000000000000000000000000000000000000000000000000000000000',
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+
+      -- Controller settings (presets, retention, ...): one JSON value per key.
+      CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL
+      );
+
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        -- NFC, trimmed, lower-cased e-mail: unique whatever the case typed
+        email_key TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin')),
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+        -- Argon2id PHC string (accounts issue); NULL = no password yet
+        password_hash TEXT,
+        -- the account keypair: public key, private key wrapped under the passphrase
+        public_key BLOB,
+        wrapped_private_key TEXT,
+        created_at TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL
+      );
+
+      CREATE TABLE relays (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL UNIQUE,
+        tunnel_port INTEGER NOT NULL DEFAULT 8444 CHECK (tunnel_port BETWEEN 1 AND 65535),
+        -- lowercase hex, no leading zeros; NULL until a certificate is signed
+        cert_serial TEXT,
+        kind TEXT NOT NULL DEFAULT 'pharos' CHECK (kind IN ('pharos', 'original')),
+        status TEXT NOT NULL DEFAULT 'pending'
+          CHECK (status IN ('pending', 'up', 'down', 'revoked')),
+        created_at TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL
+      );
+
+      CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        host TEXT NOT NULL,
+        ssh_port INTEGER NOT NULL DEFAULT 22 CHECK (ssh_port BETWEEN 1 AND 65535),
+        ssh_user TEXT NOT NULL DEFAULT 'root',
+        -- the SSH host key pinned on first contact ("ssh-ed25519 AAAA..."); NULL before
+        ssh_host_key TEXT,
+        control_port INTEGER NOT NULL DEFAULT 8444 CHECK (control_port BETWEEN 1 AND 65535),
+        region TEXT,
+        -- reached through this relay's control-plane egress; NULL = dialled directly
+        via_relay TEXT REFERENCES relays (id),
+        status TEXT NOT NULL DEFAULT 'pending'
+          CHECK (status IN ('pending', 'active', 'unreachable', 'disabled')),
+        forwarding INTEGER NOT NULL DEFAULT 1 CHECK (forwarding IN (0, 1)),
+        masquerade INTEGER NOT NULL DEFAULT 1 CHECK (masquerade IN (0, 1)),
+        isolation INTEGER NOT NULL DEFAULT 1 CHECK (isolation IN (0, 1)),
+        -- JSON: [{"ip": "203.0.113.7", "portMin": 443, "portMax": 443}, ...]
+        endpoints TEXT NOT NULL DEFAULT '[]',
+        -- JSON AmneziaWG obfuscation set (core/dataplane/obfuscation.ts)
+        obfuscation TEXT NOT NULL,
+        cert_serial TEXT,
+        -- config revision the controller wants on the node / the node reported applied
+        desired_revision INTEGER NOT NULL DEFAULT 1 CHECK (desired_revision >= 1),
+        applied_revision INTEGER NOT NULL DEFAULT 0 CHECK (applied_revision >= 0),
+        created_at TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL,
+        -- masquerade and isolation require forwarding (DESIGN.md §5)
+        CHECK (forwarding = 1 OR (masquerade = 0 AND isolation = 0))
+      );
+    `,
+  },
 ];

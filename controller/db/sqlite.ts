@@ -34,11 +34,13 @@ export function migrate(db: Db, migrations: Migration[]): number {
   for (const m of migrations) {
     if (m.version <= current) continue;
     transaction(db, () => {
+      // Another process opening the same database may have applied it meanwhile.
+      if (db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").get(m.version)) return;
       db.exec(m.sql);
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
         .run(m.version, m.name, new Date().toISOString());
+      applied++;
     });
-    applied++;
   }
   return applied;
 }

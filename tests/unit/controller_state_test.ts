@@ -205,8 +205,10 @@ Deno.test("cli: cox init creates the state once; a second init is refused and ch
     assert.equal(st.pki.rootFingerprint, fp);
     st.close();
 
-    // Presets are not here yet: an unknown flag is a usage error.
-    assert.equal(await runCli(["init", "--personal"], capture().io, noEnv), 2);
+    // A preset flag does not get around the refusal either.
+    const third = capture();
+    assert.equal(await runCli(["init", "--enterprise", "--state", state], third.io, noEnv), 1);
+    assert.match(third.err[0], /already holds a certificate authority/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -231,6 +233,17 @@ Deno.test("cli: every cox command but init refuses a mistyped --state, naming it
         "--out-dir",
         `${dir}/out`,
       ],
+      ["settings", "list"],
+      ["settings", "preset", "enterprise"],
+      ["relays", "list"],
+      ["nodes", "list"],
+      ["nodes", "show", "fra-1"],
+      ["nodes", "policy", "fra-1", "--isolation", "off"],
+      ["nodes", "remove", "fra-1"],
+      ["users", "add", "ann@example.com"],
+      ["users", "list"],
+      ["audit", "verify"],
+      ["audit", "tail", "-n", "5"],
     ];
     for (const cmd of commands) {
       const c = capture();

@@ -1,0 +1,115 @@
+/**
+ * `cox nodes list|show|remove|policy`. Nodes are recorded by SSH onboarding
+ * (`nodes add`, later); these commands read and change what is recorded.
+ */
+import type { CliIo } from "../../relay/cli_support.ts";
+import { type Node, type NodePolicy, Nodes } from "../service/nodes.ts";
+import { formatTable, UsageError, yesNo } from "./format.ts";
+import { withService } from "./with_state.ts";
+
+export async function nodesList(state: string, io: CliIo): Promise<number> {
+  const nodes = await withService(state, (svc) => new Nodes(svc).list());
+  if (nodes.length === 0) {
+    io.out("no nodes yet\n");
+    return 0;
+  }
+  io.out(formatTable(
+    ["NAME", "HOST", "REGION", "STATUS", "FWD", "MASQ", "ISO", "REVISION", "VERSION", "ID"],
+    nodes.map((n) => [
+      n.name,
+      n.host,
+      n.region ?? "-",
+      n.status,
+      yesNo(n.forwarding),
+      yesNo(n.masquerade),
+      yesNo(n.isolation),
+      `${n.appliedRevision}/${n.desiredRevision}`,
+      String(n.version),
+      n.id,
+    ]),
+  ));
+  return 0;
+}
+
+function describe(n: Node): string {
+  const o = n.obfuscation;
+  const lines: [string, string][] = [
+    ["id", n.id],
+    ["name", n.name],
+    ["host", n.host],
+    ["ssh", `${n.sshUser}@${n.host}:${n.sshPort}`],
+    ["ssh host key", n.sshHostKey ?? "not pinned yet"],
+    ["control port", String(n.controlPort)],
+    ["region", n.region ?? "-"],
+    ["via relay", n.viaRelay ?? "direct"],
+    ["status", n.status],
+    [
+      "policy",
+      `forwarding ${yesNo(n.forwarding)}, masquerade ${yesNo(n.masquerade)}, isolation ${
+        yesNo(n.isolation)
+      }`,
+    ],
+    [
+      "endpoints",
+      n.endpoints.length === 0
+        ? "-"
+        : n.endpoints.map((e) => `${e.ip}:${e.portMin}-${e.portMax}`).join(", "),
+    ],
+    [
+      "obfuscation",
+      `jc ${o.jc} jmin ${o.jmin} jmax ${o.jmax} s1 ${o.s1} s2 ${o.s2} s3 ${o.s3} s4 ${o.s4} h1 ${o.h1} h2 ${o.h2} h3 ${o.h3} h4 ${o.h4}`,
+    ],
+    ["certificate serial", n.certSerial ?? "none yet"],
+    ["revision", `applied ${n.appliedRevision}, desired ${n.desiredRevision}`],
+    ["created", n.createdAt.toISOString()],
+    ["version", String(n.version)],
+    ["updated", n.updatedAt.toISOString()],
+  ];
+  return lines.map(([k, v]) => `${(k + ":").padEnd(20)}${v}`).join("\n") + "\n";
+}
+
+export async function nodesShow(state: string, ref: string, io: CliIo): Promise<number> {
+  io.out(describe(await withService(state, (svc) => new Nodes(svc).require(ref))));
+  return 0;
+}
+
+export async function nodesRemove(
+  state: string,
+  ref: string,
+  expectVersion: number | undefined,
+  actor: string,
+  io: CliIo,
+): Promise<number> {
+  const node = await withService(state, (svc) => new Nodes(svc).remove(actor, ref, expectVersion));
+  io.out(
+    `removed node ${node.name} (${node.host})${
+      node.certSerial ? `; its certificate ${node.certSerial} is revoked` : ""
+    }\n`,
+  );
+  return 0;
+}
+
+export async function nodesPolicy(
+  state: string,
+  ref: string,
+  change: Partial<NodePolicy>,
+  expectVersion: number | undefined,
+  actor: string,
+  io: CliIo,
+): Promise<number> {
+  if (Object.values(change).every((v) => v === undefined)) {
+    throw new UsageError("give at least one of --forwarding, --masquerade, --isolation (on|off)");
+  }
+  const n = await withService(
+    state,
+    (svc) => new Nodes(svc).setPolicy(actor, ref, change, expectVersion),
+  );
+  io.out(
+    `node ${n.name}: forwarding ${yesNo(n.forwarding)}, masquerade ${
+      yesNo(n.masquerade)
+    }, isolation ${
+      yesNo(n.isolation)
+    } (version ${n.version}, desired revision ${n.desiredRevision})\n`,
+  );
+  return 0;
+}

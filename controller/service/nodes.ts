@@ -1,0 +1,283 @@
+/**
+ * Nodes (table `nodes`): what the controller wants each node to be. SSH
+ * onboarding (`nodes add`) fills in the host key pin and the certificate
+ * serial later; the fleet driver moves `status` and `applied_revision`.
+ *
+ * Every change a node must apply (its network policy, so far) raises
+ * `desired_revision`; reconcile pushes while applied < desired.
+ * The three policy toggles follow DESIGN.md §5: masquerade and isolation
+ * require forwarding.
+ */
+import { type AwgObfuscation, generateObfuscation } from "../../core/dataplane/obfuscation.ts";
+import type { PortRangeForward } from "../../core/dataplane/netpolicy.ts";
+import type { Db } from "../db/sqlite.ts";
+import { recordRevocation } from "../revocation.ts";
+import { ServiceError } from "./errors.ts";
+import type { Actor, Service } from "./service.ts";
+import { hostField } from "./validate.ts";
+
+export type NodeStatus = "pending" | "active" | "unreachable" | "disabled";
+
+export interface NodePolicy {
+  forwarding: boolean;
+  masquerade: boolean;
+  isolation: boolean;
+}
+
+export interface Node extends NodePolicy {
+  id: string;
+  name: string;
+  host: string;
+  sshPort: number;
+  sshUser: string;
+  sshHostKey: string | null;
+  controlPort: number;
+  region: string | null;
+  viaRelay: string | null;
+  status: NodeStatus;
+  endpoints: PortRangeForward[];
+  obfuscation: AwgObfuscation;
+  certSerial: string | null;
+  desiredRevision: number;
+  appliedRevision: number;
+  createdAt: Date;
+  version: number;
+  updatedAt: Date;
+}
+
+interface Row {
+  id: string;
+  name: string;
+  host: string;
+  ssh_port: number;
+  ssh_user: string;
+  ssh_host_key: string | null;
+  control_port: number;
+  region: string | null;
+  via_relay: string | null;
+  status: NodeStatus;
+  forwarding: number;
+  masquerade: number;
+  isolation: number;
+  endpoints: string;
+  obfuscation: string;
+  cert_serial: string | null;
+  desired_revision: number;
+  applied_revision: number;
+  created_at: string;
+  version: number;
+  updated_at: string;
+}
+
+function fromRow(r: Row): Node {
+  return {
+    id: r.id,
+    name: r.name,
+    host: r.host,
+    sshPort: r.ssh_port,
+    sshUser: r.ssh_user,
+    sshHostKey: r.ssh_host_key,
+    controlPort: r.control_port,
+    region: r.region,
+    viaRelay: r.via_relay,
+    status: r.status,
+    forwarding: r.forwarding === 1,
+    masquerade: r.masquerade === 1,
+    isolation: r.isolation === 1,
+    endpoints: JSON.parse(r.endpoints),
+    obfuscation: JSON.parse(r.obfuscation),
+    certSerial: r.cert_serial,
+    desiredRevision: r.desired_revision,
+    appliedRevision: r.applied_revision,
+    createdAt: new Date(r.created_at),
+    version: r.version,
+    updatedAt: new Date(r.updated_at),
+  };
+}
+
+const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** Names are looked up like ids, so none may look like one. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const SSH_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+const REGION = /^[a-z0-9][a-z0-9-]{0,31}$/;
+
+export interface NewNode {
+  name: string;
+  host: string;
+  sshPort?: number;
+  sshUser?: string;
+  region?: string;
+  viaRelay?: string;
+}
+
+/** The row a mutation started from; gone (removed meanwhile) is `not-found`. */
+function current(row: unknown, ref: string): Node {
+  if (row === undefined) {
+    throw new ServiceError("not-found", `node "${ref.slice(0, 80)}" was removed meanwhile`);
+  }
+  return fromRow(row as Row);
+}
+
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new ServiceError("invalid", what);
+}
+
+export class Nodes {
+  constructor(private readonly service: Service) {}
+
+  private get db(): Db {
+    return this.service.db;
+  }
+
+  list(): Node[] {
+    return (this.db.prepare("SELECT * FROM nodes ORDER BY name").all() as unknown as Row[])
+      .map(fromRow);
+  }
+
+  /** By id or name. */
+  find(ref: string): Node | undefined {
+    const row = this.db.prepare("SELECT * FROM nodes WHERE id = ? OR name = ?").get(ref, ref) as
+      | Row
+      | undefined;
+    return row ? fromRow(row) : undefined;
+  }
+
+  /** Like find, but a missing node is a `not-found` error naming the reference. */
+  require(ref: string): Node {
+    const node = this.find(ref);
+    if (!node) {
+      throw new ServiceError(
+        "not-found",
+        `no node "${ref.slice(0, 80)}"; "cox nodes list" shows them`,
+      );
+    }
+    return node;
+  }
+
+  /**
+   * Records a node to onboard (status pending, policy all on), with an
+   * obfuscation set unlike every other node's.
+   */
+  create(actor: Actor, input: NewNode): Node {
+    check(
+      NAME.test(input.name) && !UUID.test(input.name),
+      `node name "${
+        input.name.slice(0, 80)
+      }": use a-z, 0-9 and inner "-", at most 63, not shaped like an id`,
+    );
+    const host = hostField(input.host, "node host");
+    const sshPort = input.sshPort ?? 22;
+    check(
+      Number.isInteger(sshPort) && sshPort >= 1 && sshPort <= 65535,
+      `SSH port ${sshPort}: use 1-65535`,
+    );
+    const sshUser = input.sshUser ?? "root";
+    check(SSH_USER.test(sshUser), `SSH user "${sshUser.slice(0, 40)}" is not a user name`);
+    check(
+      input.region === undefined || REGION.test(input.region),
+      `region "${input.region}": use a code like fra1 or eu-central-1`,
+    );
+    const id = crypto.randomUUID();
+    this.service.mutate(
+      { actor, action: "node.create", target: { type: "node", id }, expectVersion: 0 },
+      (tx) => {
+        if (tx.db.prepare("SELECT 1 FROM nodes WHERE name = ?").get(input.name)) {
+          throw new ServiceError("exists", `a node named ${input.name} exists already`);
+        }
+        if (
+          input.viaRelay !== undefined &&
+          !tx.db.prepare("SELECT 1 FROM relays WHERE id = ?").get(input.viaRelay)
+        ) {
+          throw new ServiceError(
+            "not-found",
+            `no relay ${input.viaRelay}; "cox relays list" shows them`,
+          );
+        }
+        const others = (tx.db.prepare("SELECT obfuscation FROM nodes").all() as unknown as {
+          obfuscation: string;
+        }[]).map((r) => JSON.parse(r.obfuscation) as AwgObfuscation);
+        tx.insert({
+          name: input.name,
+          host,
+          ssh_port: sshPort,
+          ssh_user: sshUser,
+          region: input.region ?? null,
+          via_relay: input.viaRelay ?? null,
+          obfuscation: JSON.stringify(generateObfuscation({ avoid: others })),
+          created_at: tx.now,
+        });
+      },
+    );
+    return this.require(id);
+  }
+
+  /**
+   * Changes the network policy toggles given (others keep their value);
+   * masquerade and isolation need forwarding. Raises the desired revision.
+   */
+  setPolicy(
+    actor: Actor,
+    ref: string,
+    change: Partial<NodePolicy>,
+    expectVersion?: number,
+  ): Node {
+    const node = this.require(ref);
+    this.service.mutate(
+      { actor, action: "node.policy", target: { type: "node", id: node.id }, expectVersion },
+      (tx) => {
+        const cur = current(tx.current, ref);
+        const next: NodePolicy = {
+          forwarding: change.forwarding ?? cur.forwarding,
+          masquerade: change.masquerade ?? cur.masquerade,
+          isolation: change.isolation ?? cur.isolation,
+        };
+        if (!next.forwarding && (next.masquerade || next.isolation)) {
+          throw new ServiceError(
+            "invalid",
+            `node ${cur.name}: ${
+              next.masquerade ? "masquerade" : "isolation"
+            } requires forwarding; add --forwarding on, or turn ${
+              next.masquerade && next.isolation
+                ? "masquerade and isolation"
+                : next.masquerade
+                ? "masquerade"
+                : "isolation"
+            } off too`,
+          );
+        }
+        if (
+          next.forwarding === cur.forwarding && next.masquerade === cur.masquerade &&
+          next.isolation === cur.isolation
+        ) return;
+        tx.update({
+          forwarding: Number(next.forwarding),
+          masquerade: Number(next.masquerade),
+          isolation: Number(next.isolation),
+          desired_revision: cur.desiredRevision + 1,
+        });
+      },
+    );
+    return this.require(node.id);
+  }
+
+  /** Deletes a node; its certificate (if it has one) is revoked in the same transaction. */
+  remove(actor: Actor, ref: string, expectVersion?: number): Node {
+    const target = { type: "node", id: this.require(ref).id } as const;
+    return this.service.transaction(() => {
+      const node = this.service.mutate(
+        { actor, action: "node.remove", target, expectVersion },
+        (tx) => {
+          tx.remove();
+          return current(tx.current, ref);
+        },
+      );
+      if (node.certSerial !== null) {
+        recordRevocation(this.service, actor, node.certSerial, "node", {
+          subject: `node ${node.name}`,
+          reason: "node removed",
+        });
+      }
+      return node;
+    });
+  }
+}
