@@ -15,6 +15,16 @@ const GO = goCapability("mux interop with Go hashicorp/yamux");
 
 const isCode = (code: string) => (e: unknown) => e instanceof MuxError && e.code === code;
 
+/**
+ * Marks `p` handled and returns it unchanged, for a promise that is awaited
+ * only after other awaits: if it rejects meanwhile, the rejection surfaces
+ * where it is awaited instead of as an uncaught error that aborts the file.
+ */
+function later<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
 /** seededBytes() of tests/unit/mux_helpers.ts, produced piece by piece. */
 class Pattern {
   #x: number;
@@ -104,12 +114,12 @@ async function writePattern(
   w: WritableStreamDefaultWriter<Uint8Array>,
   seed: number,
   size: number,
-  onWrite?: () => void,
+  onWrite?: () => void | Promise<void>,
 ): Promise<void> {
   const p = new Pattern(seed);
   for (let off = 0; off < size; off += 64 * 1024) {
     await w.write(p.fill(new Uint8Array(Math.min(64 * 1024, size - off))));
-    onWrite?.();
+    await onWrite?.();
   }
 }
 
@@ -173,6 +183,38 @@ interface OpenHooks {
   stream?: (s: MuxStream) => void;
   /** Called once our FIN is queued. */
   fin?: () => void;
+  /** Echo only: awaited once, after the first data chunk was written. */
+  midway?: () => Promise<void>;
+}
+
+/**
+ * Holds echo streams in the middle of their transfer: each stream opened with
+ * `hook()` stops after its first data chunk until `release()`.
+ */
+class Midway {
+  readonly #arrived: Promise<void>[] = [];
+  #release!: () => void;
+  readonly #released = new Promise<void>((resolve) => this.#release = resolve);
+
+  hook(): OpenHooks {
+    let arrive!: () => void;
+    this.#arrived.push(new Promise<void>((resolve) => arrive = resolve));
+    return {
+      midway: () => {
+        arrive();
+        return this.#released;
+      },
+    };
+  }
+
+  /** Resolves once every stream is held; rejects if one of `streams` fails first. */
+  async reached(streams: Promise<unknown>[]): Promise<void> {
+    await Promise.race([Promise.all(this.#arrived), Promise.all(streams)]);
+  }
+
+  release(): void {
+    this.#release();
+  }
 }
 
 /** Our opener side of one stream, mirroring the Go peer's. */
@@ -195,12 +237,21 @@ async function openOurs(
   const what = `Go ${kind} stream ${s.id}`;
   await w.write(enc.encode(`${kind} ${size} ${seed}\n`));
   switch (kind) {
-    case "echo":
+    case "echo": {
+      let first = true;
+      const afterWrite = async () => {
+        onStream?.(s);
+        if (first) {
+          first = false;
+          await hooks.midway?.();
+        }
+      };
       await Promise.all([
-        writePattern(w, seed, size, () => onStream?.(s)).then(close),
+        writePattern(w, seed, size, afterWrite).then(close),
         r.expectPattern(seed, size, what),
       ]);
       return;
+    }
     case "sink": {
       const h = sha256();
       h.update(new Pattern(seed).fill(new Uint8Array(size)));
@@ -390,9 +441,9 @@ Deno.test({
           fins.push(new Promise<void>((resolve) => fin = resolve));
           return { fin };
         };
-        const sink = openOurs(ours, "sink", 100_000, 7, finHook());
-        const source = openOurs(ours, "source", 5000, 8, finHook());
-        await Promise.all(fins);
+        const sink = later(openOurs(ours, "sink", 100_000, 7, finHook()));
+        const source = later(openOurs(ours, "source", 5000, 8, finHook()));
+        await Promise.race([Promise.all(fins), Promise.all([sink, source])]);
         await ours.ping(); // Go has read our SYNs, data and FINs
         assert.equal(await go.run("serve", 2), "2");
         await Promise.all([sink, source]);
@@ -419,33 +470,52 @@ Deno.test({
   ignore: GO.ignore,
   async fn() {
     for (const arrangement of BOTH) {
-      // Our reset: Go sees ErrConnectionReset on that stream only.
+      // Our reset: Go sees ErrConnectionReset on that stream only, while
+      // three echo streams are held in the middle of their transfer.
       await withPair(arrangement, {}, async ({ go, ours }) => {
         const served = go.command("serve", 4);
-        const live = [0, 1, 2].map((i) => openOurs(ours, "echo", 2 * 1024 * 1024, 30 + i));
+        const held = new Midway();
+        const live = [0, 1, 2].map((i) =>
+          later(openOurs(ours, "echo", 2 * 1024 * 1024, 30 + i, held.hook()))
+        );
         const victim = await ours.open();
         const w = victim.writable.getWriter();
         await w.write(enc.encode("watch 0 0\n"));
         await w.write(new Uint8Array(5000));
         await served.event((e) => e === `watching ${victim.id}`);
+        await held.reached(live);
         victim.reset();
         assert.equal(await served.event((e) => e.startsWith("reset ")), `reset ${victim.id}`);
+        await assert.rejects(w.closed, isCode("stream-reset-local"));
+        held.release();
         await Promise.all(live);
         assert.equal(await served.ok(), "4");
         assertStillUp(ours, "after our reset");
       });
       // Go's reset: after Go's FIN we never close, so Go's stream close
-      // timeout (short here) sends RST; the other streams go on.
+      // timeout (short here) sends RST; the other streams go on. Go sends its
+      // FIN only when told (fin-after), once we are reading and three echo
+      // streams are held in the middle of their transfer; they go on only
+      // after the RST. So nothing has to happen within the close timeout.
       await withPair(arrangement, { closeTimeoutMs: 1000 }, async ({ go, ours }) => {
-        const opened = go.command("open", "source", 1, 0, 40);
+        const opened = go.command("open", "source", 1, 0, 40, "fin-after=victim");
         const victim = (await ours.accept())!;
         const r = new StreamReader(victim.readable);
         assert.equal(await r.line(), "source 0 40");
-        assert.equal(await r.each(() => {}), 0); // Go's FIN; we leave our side open
         const w = victim.writable.getWriter();
         const served = go.command("serve", 3);
-        const live = [0, 1, 2].map((i) => openOurs(ours, "echo", 1024 * 1024, 50 + i));
+        const held = new Midway();
+        const live = [0, 1, 2].map((i) =>
+          later(openOurs(ours, "echo", 1024 * 1024, 50 + i, held.hook()))
+        );
+        await held.reached(live);
+        // Reading before the FIN is sent: the end of the stream is delivered
+        // as the FIN is handled, before any later frame (the RST).
+        const eof = later(r.each(() => {}));
+        assert.equal(await go.run("release", "victim"), "");
+        assert.equal(await eof, 0); // Go's FIN; we leave our side open
         await assert.rejects(w.closed, isCode("stream-reset"));
+        held.release();
         await Promise.all(live);
         assert.equal(await served.ok(), "3");
         await opened.ok();
@@ -464,7 +534,9 @@ Deno.test({
       await withPair(arrangement, {}, async ({ go, ours }) => {
         const served = go.command("serve", 1);
         let stream: MuxStream | undefined;
-        const existing = openOurs(ours, "echo", 1024 * 1024, 60, { stream: (s) => stream = s });
+        const existing = later(
+          openOurs(ours, "echo", 1024 * 1024, 60, { stream: (s) => stream = s }),
+        );
         ours.goAway();
         await ours.ping(); // Go has read the go-away
         const refused = await go.command("open", "echo", 1, 10, 61).reply;
@@ -478,7 +550,10 @@ Deno.test({
       // Go's.
       await withPair(arrangement, {}, async ({ go, ours }) => {
         const served = go.command("serve", 1);
-        const existing = openOurs(ours, "sink", 1024 * 1024, 62);
+        const existing = later(openOurs(ours, "sink", 1024 * 1024, 62));
+        // Go's reader handles our SYN before it answers this ping. Without it
+        // Go may take the goaway command first and refuse the stream (RST).
+        await ours.ping();
         await go.run("goaway");
         await ours.ping(); // the go-away was written before Go answered
         await assert.rejects(ours.open(), isCode("go-away"));
@@ -520,7 +595,8 @@ Deno.test({
   name: "mux vs Go yamux: our FIN before Go's accept — no ACK ever comes, the stream is not reset",
   ignore: GO.ignore,
   async fn() {
-    const timeout = 1000;
+    // Generous: Go must accept and write before it fires, even on a loaded machine.
+    const timeout = 4000;
     for (const arrangement of BOTH) {
       await withPair(
         arrangement,

@@ -142,6 +142,51 @@ Deno.test("mux session: reset() and writable.abort() reset the stream on both si
   await server.closed;
 });
 
+Deno.test("mux session: a reset of streams nobody awaits leaves no unhandled rejection", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: PromiseRejectionEvent) => {
+    unhandled.push(e.reason);
+    e.preventDefault();
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    const { client, server } = sessionPair();
+    // Untouched; writer and reader taken but idle; readable cancelled; a
+    // write waiting for window (the caller's own promise is handled).
+    const untouched = await client.open();
+    const idle = await client.open();
+    const idleWriter = idle.writable.getWriter();
+    const idleReader = idle.readable.getReader();
+    const cancelled = await client.open();
+    await cancelled.readable.cancel();
+    const blocked = await client.open();
+    const big = blocked.writable.getWriter().write(new Uint8Array(2 * INITIAL_WINDOW));
+    big.catch(() => {});
+    const peers: MuxStream[] = [];
+    for (let i = 0; i < 4; i++) peers.push((await server.accept())!);
+    for (const p of peers) p.reset();
+    await client.ping(); // every RST was handled before this answer
+    assert.equal(client.streamCount, 0);
+    // A local reset and a session end, also with nobody waiting.
+    const local = await client.open();
+    local.writable.getWriter();
+    local.reset();
+    await client.open();
+    await client.close();
+    await server.closed;
+    // Unhandled rejections are reported after a macrotask turn.
+    await sleep(0);
+    await sleep(0);
+    assert.deepEqual(unhandled, []);
+    await assert.rejects(big, isCode("stream-reset"));
+    await assert.rejects(idleWriter.closed, isCode("stream-reset"));
+    await assert.rejects(idleReader.read(), isCode("stream-reset"));
+    await assert.rejects(untouched.readable.getReader().read(), isCode("stream-reset"));
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+});
+
 Deno.test("mux session: go-away stops new streams, existing ones go on", async () => {
   const { client, server } = sessionPair();
   const served = echoServer(server);

@@ -14,7 +14,10 @@
 //
 // Verbs:
 //
-//	open KIND COUNT SIZE SEED [fin-event]  open COUNT streams at once
+//	open KIND COUNT SIZE SEED [OPTION...]  open COUNT streams at once; options:
+//	                                       fin-event: report "ev fin ID" after each FIN
+//	                                       fin-after=GATE: send the FIN only once
+//	                                       "release GATE" came
 //	serve COUNT                            accept and serve COUNT streams
 //	release GATE                           let "hold" streams named GATE go on
 //	ping                                   ok RTT_MICROSECONDS
@@ -291,8 +294,29 @@ func (p *peer) serveStream(id string, s *yamux.Stream) error {
 	return nil
 }
 
+// openOptions are the options of the open verb.
+type openOptions struct {
+	finEvent bool   // report "ev fin ID" once the FIN is sent
+	finGate  string // if set, the FIN waits for "release finGate"
+}
+
+func parseOpenOptions(args []string) (openOptions, error) {
+	var o openOptions
+	for _, a := range args {
+		switch {
+		case a == "fin-event":
+			o.finEvent = true
+		case strings.HasPrefix(a, "fin-after=") && len(a) > len("fin-after="):
+			o.finGate = strings.TrimPrefix(a, "fin-after=")
+		default:
+			return o, fmt.Errorf("open: unknown option %q", a)
+		}
+	}
+	return o, nil
+}
+
 // openStream is the opener's side of one stream.
-func (p *peer) openStream(id string, h header, finEvent bool) error {
+func (p *peer) openStream(id string, h header, o openOptions) error {
 	s, err := p.session.OpenStream()
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
@@ -302,10 +326,17 @@ func (p *peer) openStream(id string, h header, finEvent bool) error {
 		return err
 	}
 	closeWrite := func() error {
+		if o.finGate != "" {
+			select {
+			case <-p.gate(o.finGate):
+			case <-p.session.CloseChan():
+				return errors.New("session closed before the FIN gate opened")
+			}
+		}
 		if err := s.Close(); err != nil { // FIN (half-close in v0.1.2)
 			return err
 		}
-		if finEvent {
+		if o.finEvent {
 			say("%s ev fin %d", id, s.StreamID())
 		}
 		return nil
@@ -397,9 +428,12 @@ func (p *peer) command(id, verb string, args []string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		finEvent := len(args) > 4 && args[4] == "fin-event"
+		opts, err := parseOpenOptions(args[4:])
+		if err != nil {
+			return "", err
+		}
 		err = all(count, func(i int) error {
-			return p.openStream(id, header{kind: args[0], size: size, seed: uint32(seed + i)}, finEvent)
+			return p.openStream(id, header{kind: args[0], size: size, seed: uint32(seed + i)}, opts)
 		})
 		return strconv.Itoa(count), err
 	case "serve":
