@@ -2,6 +2,7 @@
  * Controller settings: flag, environment variable, JSON config file
  * (`--config` / PHAROS_CONFIG), then the embedded default.
  */
+import { connectionSettingSpecs, type ConnectionSettingValues } from "../core/conn_limits.ts";
 import {
   checkListen,
   LOG_LEVEL_SPEC,
@@ -11,7 +12,7 @@ import {
 
 export { ConfigError } from "../core/settings.ts";
 
-export interface ControllerConfig {
+export interface ControllerConfig extends ConnectionSettingValues {
   /** State directory: database, secret.key. */
   state: string;
   /** Dashboard and admin API listener; loopback by default. */
@@ -79,6 +80,8 @@ export const CONTROLLER_SETTINGS: SettingSpec[] = [
     arg: "HOST:PORT,...",
     help: "remote relays' tunnel ports to dial",
   },
+  // Caps and time limits of the embedded relay's device listener and the dashboard.
+  ...connectionSettingSpecs("PHAROS_"),
 ];
 
 /** Splits a comma-separated setting into trimmed, non-empty items. */

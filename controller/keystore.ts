@@ -32,6 +32,13 @@ export class Keystore {
       }
       throw new KeystoreError("unreadable-secret", `cannot read ${path}: ${(e as Error).message}`);
     }
+    try {
+      // A copy restored from backup may have come back wider than 0600.
+      const mode = (await Deno.stat(path)).mode;
+      if (mode !== null && (mode & 0o777) !== 0o600) await Deno.chmod(path, 0o600);
+    } catch {
+      // not ours to change
+    }
     return await Keystore.fromRaw(raw, path);
   }
 

@@ -2,11 +2,23 @@
  * Starts the controller: state and PKI, its gRPC server (reached only
  * through relays), the embedded relay and remote relay tunnels, and the
  * loopback dashboard listener.
+ *
+ * Connections: one plan for the process, from its fd limit and the
+ * settings — the dashboard gets a small pool of its own, the embedded
+ * relay's device listener the rest, both under one global cap; both have
+ * the handshake/preface/idle limits and a watchdog that rebuilds a
+ * listener that stops accepting. Neither listener's failure ends the
+ * controller: it is logged, and rebuilding is retried.
  */
+import { timeLimitsOf } from "../core/conn_limits.ts";
 import { certPem } from "../core/pki/mod.ts";
 import { createLogger } from "../core/log.ts";
+import { rateLimitedLogger } from "../core/log_limit.ts";
 import { splitListen } from "../core/settings.ts";
+import { planFromSettings } from "../relay/conn_limits.ts";
+import { softNofile } from "../relay/fd_limit.ts";
 import { createApp } from "./api/app.ts";
+import { type RunningDashboard, startDashboard } from "./api/listener.ts";
 import type { ControllerConfig } from "./config.ts";
 import { Devices } from "./devices.ts";
 import { createControllerGrpc } from "./grpc/server.ts";
@@ -59,7 +71,17 @@ export async function startController(
     log: log.child({ part: "grpc" }),
     services: opts.services,
   });
-  const relays = await startRelayLinks(state, cfg, grpc, revocations, log);
+  const nofile = softNofile();
+  const plan = planFromSettings(cfg, 1, nofile);
+  const limits = timeLimitsOf(cfg);
+  const noisy = rateLimitedLogger(log);
+  const relays = await startRelayLinks(state, cfg, grpc, revocations, log, {
+    budget: plan.publicBudget(),
+    limits,
+    noisy,
+    // A listener that cannot be rebuilt is logged at every attempt; the controller goes on.
+    onFatal: () => {},
+  });
 
   const { hostname, port } = splitListen(cfg.uiListen);
   if (!["127.0.0.1", "::1", "localhost"].includes(hostname)) {
@@ -67,8 +89,33 @@ export async function startController(
       listen: cfg.uiListen,
     });
   }
-  const http = Deno.serve({ hostname, port, onListen: () => {} }, createApp(state));
-  log.info("dashboard listening", { addr: `${hostname}:${http.addr.port}` });
+  let http: RunningDashboard;
+  try {
+    http = await startDashboard({
+      listen: { hostname, port },
+      handler: createApp(state),
+      budget: plan.localBudget(),
+      limits,
+      log,
+      noisy,
+    });
+  } catch (e) {
+    await relays.close();
+    grpc.close();
+    noisy.close();
+    throw asRuntimeListenError(e);
+  }
+  log.info("dashboard listening", {
+    addr: `${hostname}:${http.port}`,
+    // The process's connection plan (dashboard and embedded relay).
+    fd_limit: nofile,
+    max_connections: plan.caps.total,
+    max_connections_per_source: plan.caps.perSource,
+    dashboard_pool: plan.pool,
+    handshake_ms: limits.handshakeMs,
+    preface_ms: limits.prefaceMs,
+    idle_ms: limits.idleMs,
+  });
   const sync = setInterval(() => {
     try {
       revocations.sync();
@@ -81,14 +128,29 @@ export async function startController(
     relays,
     devices,
     revocations,
-    uiPort: http.addr.port,
+    uiPort: http.port,
     async shutdown() {
       clearInterval(sync);
       await relays.close();
       grpc.close();
-      await http.shutdown();
+      await http.close();
+      noisy.close();
       state.close();
       log.info("stopped");
     },
   };
+}
+
+/**
+ * The dashboard's bind failure as the runtime's error class, which the
+ * command line reports with the setting to change (cli/controller.ts
+ * startFailure); anything else unchanged.
+ */
+function asRuntimeListenError(e: unknown): unknown {
+  const code = ((e as { cause?: { code?: string } })?.cause)?.code;
+  const message = (e as Error)?.message;
+  if (code === "EADDRINUSE") return new Deno.errors.AddrInUse(message);
+  if (code === "EADDRNOTAVAIL") return new Deno.errors.AddrNotAvailable(message);
+  if (code === "EACCES") return new Deno.errors.PermissionDenied(message);
+  return e;
 }

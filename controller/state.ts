@@ -11,6 +11,8 @@
  * - `secret.key` is only ever created together with a new database, never
  *   beside an existing one: a database without its key is an error telling
  *   the operator to restore the key from backup.
+ * - The directory is 0700, `secret.key` and the database files (with -wal
+ *   and -shm) 0600; a wider mode found at open is narrowed.
  */
 import { PharosError } from "../core/errors.ts";
 import { type Db, openDatabase } from "./db/sqlite.ts";
@@ -55,6 +57,19 @@ function howToCreate(dir: string): string {
   return `a new state is made only by the controller's first start ("deno task controller --state ${dir}") or by "deno task cox init --state ${dir}"`;
 }
 
+/** Mode of the state directory: it holds secret.key and the sealed CA keys. */
+export const STATE_DIR_MODE = 0o700;
+
+/** Narrows the state directory to its owner (umask may have widened it; best effort). */
+async function ownerOnlyDir(dir: string): Promise<void> {
+  try {
+    const mode = (await Deno.stat(dir)).mode;
+    if (mode !== null && (mode & 0o777) !== STATE_DIR_MODE) await Deno.chmod(dir, STATE_DIR_MODE);
+  } catch {
+    // not ours to change; the files inside are 0600 regardless
+  }
+}
+
 export async function openState(
   dir: string,
   opts: OpenStateOptions = {},
@@ -97,6 +112,7 @@ export async function openState(
       );
     }
   }
+  await ownerOnlyDir(dir);
   // No database yet: a new key goes with the new database (an existing key
   // is kept — it is what an interrupted first start left behind).
   const keystore = keyExists ? await Keystore.open(dir) : await Keystore.create(dir);

@@ -11,6 +11,8 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   child(fields: Record<string, unknown>): Logger;
+  /** False when lines of `level` are dropped anyway (below the configured level). */
+  enabled?(level: Level): boolean;
 }
 
 /**
@@ -39,6 +41,7 @@ export function createLogger(
     warn: emit("warn"),
     error: emit("error"),
     child: (fields) => createLogger(component, { ...opts, base: { ...opts.base, ...fields } }),
+    enabled: (level) => RANK[level] >= min,
   };
 }
 

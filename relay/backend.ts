@@ -1,10 +1,14 @@
 /**
- * The relay's leg to the controller's gRPC server: one long-lived HTTP/2
- * session over TLS 1.3 inside the transport, opened lazily and reopened
- * after it closes. The relay presents its relay certificate and accepts
- * only a controller-role server certificate named `coxswain-grpc` that the
- * relay policy does not revoke; a policy that revokes the certificate of the
- * live session drops that session.
+ * The relay's leg to the controller's gRPC server: long-lived HTTP/2
+ * sessions over TLS 1.3 inside the transport, opened lazily and reopened
+ * after they close. There is one session per lane: calls of devices (with a
+ * certificate) and certificate-less claims never share one, so nothing an
+ * anonymous client does to its session can touch a device's calls. Each
+ * session has its own reset pacer (stream_limits.ts) that keeps the relay
+ * under the controller's HTTP/2 rapid-reset budget. The relay presents its
+ * relay certificate and accepts only a controller-role server certificate
+ * named `coxswain-grpc` that the relay policy does not revoke; a policy that
+ * revokes the certificate of a live session drops that session.
  */
 import http2 from "node:http2";
 import "./http2_order_fix.ts";
@@ -13,12 +17,37 @@ import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
 import type { RevocationList, TrustStore } from "../core/pki/mod.ts";
 import { watchRevocations } from "../core/relay_policy.ts";
+import { ResetPacer } from "./stream_limits.ts";
 import type { BackendTransport } from "./transport.ts";
 
 export const CONTROLLER_SERVER_NAME = "coxswain-grpc";
 const CONNECT_TIMEOUT_MS = 10_000;
-/** HTTP/2 per-stream receive window on the relay's legs (the default is 64 KiB). */
+/** HTTP/2 per-stream receive window of the client listener (the default is 64 KiB). */
 export const STREAM_WINDOW = 1024 * 1024;
+/**
+ * Per-stream receive window on the leg to the controller. It is also the
+ * most the relay holds for one call whose client stopped reading (Deno's
+ * node:http2 returns stream window only as the relay reads, and the relay
+ * stops reading while the client's stream is full), so it bounds that
+ * buffering. 256 KiB is the yamux stream window of the tunnel that carries
+ * this leg, so a larger value would not speed a remote relay up.
+ */
+export const BACKEND_STREAM_WINDOW = 128 * 1024;
+
+/** Which session a call travels on. */
+export type Lane = "device" | "certless";
+/** Claims are a few KiB each way: their lane needs no large window. */
+const LANE_WINDOW: Record<Lane, number> = {
+  device: BACKEND_STREAM_WINDOW,
+  certless: 64 * 1024,
+};
+
+interface LaneState {
+  session?: Promise<http2.ClientHttp2Session>;
+  current?: http2.ClientHttp2Session;
+  /** Serial of the controller certificate of the live TLS session. */
+  peerSerial?: string;
+}
 
 export interface RelayIdentity {
   /** Relay leaf followed by the Fleet CA, PEM. */
@@ -34,10 +63,8 @@ export interface RelayIdentity {
 }
 
 export class Backend {
-  #session?: Promise<http2.ClientHttp2Session>;
-  #current?: http2.ClientHttp2Session;
-  /** Serial of the controller certificate of the live TLS session. */
-  #peerSerial?: string;
+  #lanes: Record<Lane, LaneState> = { device: {}, certless: {} };
+  #pacers = new WeakMap<http2.ClientHttp2Session, ResetPacer>();
   #unwatch?: () => void;
 
   constructor(
@@ -48,53 +75,78 @@ export class Backend {
     const revoked = id.revoked;
     if (revoked) {
       this.#unwatch = watchRevocations(revoked, () => {
-        if (this.#peerSerial === undefined || !revoked.has(this.#peerSerial)) return;
-        this.log.warn("controller certificate revoked: backend session closed", {
-          code: "controller-revoked",
-          serial: this.#peerSerial,
-        });
-        this.reset();
+        for (const lane of Object.keys(this.#lanes) as Lane[]) {
+          const serial = this.#lanes[lane].peerSerial;
+          if (serial === undefined || !revoked.has(serial)) continue;
+          this.log.warn("controller certificate revoked: backend session closed", {
+            code: "controller-revoked",
+            serial,
+            lane,
+          });
+          this.#resetLane(lane);
+        }
       });
     }
   }
 
-  /** The current session to the controller, connecting if needed. */
-  session(): Promise<http2.ClientHttp2Session> {
+  /** The current session of `lane` to the controller, connecting if needed. */
+  session(lane: Lane = "device"): Promise<http2.ClientHttp2Session> {
+    const st = this.#lanes[lane];
     // A session whose connection just died may not have emitted "close" yet.
-    if (this.#current && (this.#current.closed || this.#current.destroyed)) this.reset();
-    if (!this.#session) {
+    if (st.current && (st.current.closed || st.current.destroyed)) this.#resetLane(lane);
+    if (!st.session) {
       const forget = () => {
-        if (this.#session === p) this.#session = undefined;
+        if (st.session === p) {
+          st.session = undefined;
+          st.current = undefined;
+        }
       };
-      const p: Promise<http2.ClientHttp2Session> = this.#connect().then((s) => {
+      const p: Promise<http2.ClientHttp2Session> = this.#connect(lane, st).then((s) => {
         s.once("close", forget);
         s.once("goaway", forget);
-        this.#current = s;
+        st.current = s;
         return s;
       });
-      this.#session = p;
+      st.session = p;
       p.catch(forget);
     }
-    return this.#session;
+    return st.session;
   }
 
-  /** Drops the session (e.g. when a new tunnel replaces the old). */
+  /** The reset pacer of a session this backend opened. */
+  pacer(session: http2.ClientHttp2Session): ResetPacer {
+    let p = this.#pacers.get(session);
+    if (!p) {
+      p = new ResetPacer();
+      this.#pacers.set(session, p);
+      session.once("close", () => p!.clear());
+    }
+    return p;
+  }
+
+  /** Drops every session (e.g. when a new tunnel replaces the old). */
   reset(): void {
-    const s = this.#session;
-    this.#session = undefined;
-    this.#current = undefined;
-    this.#peerSerial = undefined;
+    this.#resetLane("device");
+    this.#resetLane("certless");
+  }
+
+  #resetLane(lane: Lane): void {
+    const st = this.#lanes[lane];
+    const s = st.session;
+    st.session = undefined;
+    st.current = undefined;
+    st.peerSerial = undefined;
     s?.then((x) => x.destroy(), () => {});
   }
 
-  /** Drops the session and stops watching the revocation list. */
+  /** Drops the sessions and stops watching the revocation list. */
   close(): void {
     this.#unwatch?.();
     this.#unwatch = undefined;
     this.reset();
   }
 
-  async #connect(): Promise<http2.ClientHttp2Session> {
+  async #connect(lane: Lane, st: LaneState): Promise<http2.ClientHttp2Session> {
     const raw = await this.transport.dial();
     // An in-process pipe never leaves this program: no TLS inside it.
     let serial: string | undefined;
@@ -103,15 +155,16 @@ export class Backend {
     const session = http2.connect(`${scheme}://${CONTROLLER_SERVER_NAME}`, {
       createConnection: () => conn,
       // Bigger than the 64 KiB default so a distant controller is not
-      // throughput-bound by round trips (window / RTT).
-      settings: { initialWindowSize: STREAM_WINDOW },
+      // throughput-bound by round trips (window / RTT), small enough to bound
+      // what a call whose client stopped reading can make the relay hold.
+      settings: { initialWindowSize: LANE_WINDOW[lane] },
     });
     // The transport may die under TLS (a cut tunnel, a dropped pipe) without
     // the TLS socket noticing: tie the session's life to the raw stream.
     raw.once("close", () => session.destroy());
     session.on("error", (e) => this.log.warn("controller session error", { error: e }));
-    this.#peerSerial = serial;
-    this.log.info("connected to controller", { transport: this.transport.name });
+    st.peerSerial = serial;
+    this.log.info("connected to controller", { transport: this.transport.name, lane });
     return session;
   }
 

@@ -1,4 +1,5 @@
 /** Remote relay settings (flag > environment > JSON config file > default). */
+import { connectionSettingSpecs, type ConnectionSettingValues } from "../core/conn_limits.ts";
 import { normalizeFingerprint } from "../core/pki/fingerprint.ts";
 import {
   checkListen,
@@ -7,7 +8,7 @@ import {
   type SettingSpec,
 } from "../core/settings.ts";
 
-export interface RelayConfig {
+export interface RelayConfig extends ConnectionSettingValues {
   /** Directory with relay.key, relay.crt, ca.crt, fleet-ca.crt, device-ca.crt. */
   dir: string;
   clientAddr: string;
@@ -64,6 +65,7 @@ export const RELAY_SETTINGS: SettingSpec[] = [
     default: "",
     check: checkPins,
   },
+  ...connectionSettingSpecs("PHAROS_RELAY_"),
 ];
 
 export function resolveRelayConfig(

@@ -9,12 +9,20 @@
  * The listener advertises ALPN CONTROL_ALPN so that our controller knows it
  * may send policy streams; a client that offers no ALPN (the original Go
  * controller) is served just the same.
+ *
+ * A GuardedListener (conn_guard.ts) accepts for it: a small pool of
+ * connections (at most 16 per address), the handshake limit, and the
+ * preface limit up to the verified controller. A verified session has no
+ * idle limit: its multiplexer's keepalive closes a peer that stops
+ * answering (core/mux, 20 s pings).
  */
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
+import { rateLimitedLogger } from "../core/log_limit.ts";
 import type { RevocationList, TrustStore, VerifiedCertificate } from "../core/pki/mod.ts";
 import { CONTROL_ALPN, watchRevocations } from "../core/relay_policy.ts";
-import { listenOrExplain } from "./listen.ts";
+import { GuardedListener } from "./conn_guard.ts";
+import { type ConnectionSettings, defaultPlan } from "./conn_limits.ts";
 
 export interface ControllerListenerOptions {
   listen: { hostname: string; port: number };
@@ -32,11 +40,18 @@ export interface ControllerListenerOptions {
   onController(socket: tls.TLSSocket, who: VerifiedCertificate): void;
   /** The setting that moves the listener, named in bind errors. */
   listenSetting?: string;
+  /** Listener name in logs (tunnel, egress). */
+  name?: string;
+  /** Caps, limits and watchdog; by default a small pool of this process's budget. */
+  connections?: ConnectionSettings;
 }
 
 export async function listenForController(
   opts: ControllerListenerOptions,
-): Promise<{ port: number; close(): Promise<void> }> {
+): Promise<{ port: number; listener: GuardedListener; close(): Promise<void> }> {
+  const c = opts.connections ?? {};
+  const ownNoisy = c.noisy ? null : rateLimitedLogger(opts.log);
+  const noisy = c.noisy ?? ownNoisy!;
   const sockets = new Set<tls.TLSSocket>();
   /** Verified controller sessions and their certificate. */
   const controllers = new Map<tls.TLSSocket, VerifiedCertificate>();
@@ -47,10 +62,28 @@ export async function listenForController(
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: "TLSv1.3",
-    handshakeTimeout: 10_000,
+    // The guard enforces the handshake limit (Deno reports this timeout
+    // without closing the socket); kept as a second line.
+    handshakeTimeout: c.limits?.handshakeMs ?? 10_000,
     ALPNProtocols: [CONTROL_ALPN],
   });
+  const listener = new GuardedListener({
+    name: opts.name ?? "controller-only",
+    listen: opts.listen,
+    listenSetting: opts.listenSetting ?? "the listener address",
+    inner: server,
+    budget: c.budget ?? defaultPlan().controllerOnlyBudget(),
+    limits: c.limits,
+    tls: true,
+    idle: false,
+    log: opts.log,
+    noisy,
+    watchdog: c.watchdog,
+    onFatal: c.onFatal,
+    statsIntervalMs: c.statsIntervalMs,
+  });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
+    listener.handshakeDone(socket);
     sockets.add(socket);
     socket.once("close", () => {
       sockets.delete(socket);
@@ -70,11 +103,12 @@ export async function listenForController(
       .then(
         (who) => {
           if (socket.destroyed) return;
+          listener.established(socket);
           controllers.set(socket, who);
           opts.onController(socket, who);
         },
         (e) => {
-          opts.log.warn("refused a non-controller connection", {
+          noisy.warn("refused a non-controller connection", {
             code: (e as { code?: string }).code ?? "refused",
             remote: socket.remoteAddress,
             error: e,
@@ -83,7 +117,22 @@ export async function listenForController(
         },
       );
   });
-  server.on("tlsClientError", (e) => opts.log.warn("TLS handshake failed", { error: e }));
+  server.on("tlsClientError", (e: Error, socket: tls.TLSSocket) => {
+    // Deno does not close a socket whose handshake failed or timed out.
+    const raw = (socket as unknown as { _parent?: { bytesRead?: number; remoteAddress?: string } })
+      ?._parent;
+    const remote = raw?.remoteAddress ?? socket?.remoteAddress;
+    socket?.destroy();
+    // A connection closed before its first byte (a scan, our own watchdog) is only counted.
+    if (!raw || (raw.bytesRead ?? 0) > 0) {
+      noisy.warn("TLS handshake failed", {
+        code: "tls-handshake-failed",
+        listener: opts.name ?? "controller-only",
+        remote,
+        error: e,
+      });
+    }
+  });
   const unwatch = watchRevocations(opts.revoked, () => {
     for (const [socket, who] of controllers) {
       if (!opts.revoked.has(who.serial)) continue;
@@ -96,19 +145,22 @@ export async function listenForController(
       socket.destroy();
     }
   });
+  let port: number;
   try {
-    await listenOrExplain(server, opts.listen, opts.listenSetting ?? "the listener address");
+    port = await listener.listen();
   } catch (e) {
     unwatch();
+    ownNoisy?.close();
     throw e;
   }
   return {
-    port: (server.address() as { port: number }).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        unwatch();
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    port,
+    listener,
+    async close() {
+      unwatch();
+      for (const s of sockets) s.destroy();
+      await listener.close();
+      ownNoisy?.close();
+    },
   };
 }

@@ -6,6 +6,7 @@
  * re-checked on every call, so a revoked device is cut off without restart.
  */
 import type { TLSSocket } from "node:tls";
+import { watchRevocations } from "../core/relay_policy.ts";
 import {
   PkiError,
   type RevocationList,
@@ -17,6 +18,26 @@ export class DeviceAuth {
   #cache = new WeakMap<TLSSocket, Promise<VerifiedCertificate | null>>();
 
   constructor(private readonly trust: TrustStore, private readonly revoked: RevocationList) {}
+
+  /** True when the certificate with `serial` is revoked now. */
+  isRevoked(serial: string): boolean {
+    return this.revoked.has(serial);
+  }
+
+  /**
+   * Calls `fn` whenever a relay policy replaces the revocation list (a
+   * push); returns the unsubscribe function. A list changed any other way
+   * (the embedded relay shares the controller's) is caught by a sweep.
+   */
+  watch(fn: () => void): () => void {
+    return watchRevocations(this.revoked, fn);
+  }
+
+  /** True when the connection presented a client certificate (verified or not). */
+  static presentedCertificate(socket: TLSSocket): boolean {
+    const peer = socket.getPeerCertificate?.(true);
+    return Boolean(peer && peer.raw && peer.raw.length > 0);
+  }
 
   /** The verified device of a connection, null without a certificate; throws PkiError. */
   async identify(socket: TLSSocket): Promise<VerifiedCertificate | null> {

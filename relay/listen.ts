@@ -5,6 +5,15 @@ import { PharosError } from "../core/errors.ts";
 export class ListenError extends PharosError {}
 
 /**
+ * Kernel accept queue of our listeners. Small on purpose: what a listener
+ * accepts in one burst is bounded by it, and every connection accepted
+ * beyond the caps holds a file descriptor until the event loop turns
+ * (relay/conn_guard.ts), so the caps' headroom below the fd limit must
+ * cover a burst.
+ */
+export const LISTEN_BACKLOG = 64;
+
+/**
  * Listens on hostname:port; a refusal becomes a ListenError naming the
  * listener and the setting that moves it (`what`, e.g. "--client-addr").
  */
@@ -12,6 +21,7 @@ export function listenOrExplain(
   server: Server,
   at: { hostname: string; port: number },
   what: string,
+  backlog = LISTEN_BACKLOG,
 ): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const fail = (e: Error & { code?: string }) => {
@@ -21,10 +31,10 @@ export function listenOrExplain(
         : e.code === "EADDRINUSE" || e.name === "AddrInUse"
         ? `the address is already in use; stop the other program or choose another with ${what}`
         : `${e.message}; check ${what}`;
-      reject(new ListenError("listen-failed", `cannot listen on ${where}: ${hint}`));
+      reject(new ListenError("listen-failed", `cannot listen on ${where}: ${hint}`, { cause: e }));
     };
     server.once("error", fail);
-    server.listen(at.port, at.hostname, () => {
+    server.listen({ port: at.port, host: at.hostname, backlog }, () => {
       server.off("error", fail);
       resolve();
     });

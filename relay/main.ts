@@ -1,10 +1,10 @@
 // `deno task relay …`: the public relay (also the `deno compile` entry point).
-import { runRelayCli } from "./cli.ts";
-import { processIo } from "./cli_support.ts";
+//
+// SIGINT/SIGTERM listeners come first, before the rest of the program is
+// even loaded (a dynamic import), so a signal during start-up still ends in
+// a clean stop instead of the default action killing the process.
+import { processIo, stopSignal } from "./cli_support.ts";
 
-const stopped = new Promise<void>((resolve) => {
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => resolve());
-});
-Deno.exit(
-  await runRelayCli(Deno.args, { ...processIo, stopped }, (n) => Deno.env.get(n)),
-);
+const stopped = stopSignal();
+const { relayMain } = await import("./cli.ts");
+Deno.exit(await relayMain(Deno.args, { ...processIo, stopped }, (n) => Deno.env.get(n)));

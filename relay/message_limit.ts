@@ -15,8 +15,20 @@ export class MessageScanner {
   #header = new Uint8Array(5);
   #have = 0; // header bytes collected
   #remaining = 0; // body bytes left in the current message
+  #messages = 0;
 
-  constructor(private readonly max: number) {}
+  /** `maxMessages`: most messages allowed in the stream (a unary request has one). */
+  constructor(private readonly max: number, private readonly maxMessages = Infinity) {}
+
+  /** Messages whose header has been seen. */
+  get messages(): number {
+    return this.#messages;
+  }
+
+  /** True between messages (no header or body bytes outstanding). */
+  get atBoundary(): boolean {
+    return this.#have === 0 && this.#remaining === 0;
+  }
 
   /** Follows the framing through `chunk`; throws MessageTooLarge. */
   feed(chunk: Uint8Array): void {
@@ -36,6 +48,12 @@ export class MessageScanner {
           throw new MessageTooLarge(
             "too-large",
             `gRPC message of ${len} bytes exceeds the relay limit of ${this.max} bytes`,
+          );
+        }
+        if (++this.#messages > this.maxMessages) {
+          throw new MessageTooLarge(
+            "too-many-messages",
+            `more than ${this.maxMessages} gRPC message(s) in one call to this method`,
           );
         }
         this.#remaining = len;

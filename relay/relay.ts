@@ -4,12 +4,14 @@
  * controller, with the same trust rules either way.
  */
 import type { Logger } from "../core/log.ts";
+import { type LimitedLogger, rateLimitedLogger } from "../core/log_limit.ts";
 import type { RevocationList, TrustStore } from "../core/pki/mod.ts";
 import { Backend } from "./backend.ts";
-import { createClientServer } from "./client_listener.ts";
+import { createClientServer, guardClientServer } from "./client_listener.ts";
+import { type ConnectionSettings, defaultPlan } from "./conn_limits.ts";
+import { GuardedListener } from "./conn_guard.ts";
 import { DeviceAuth } from "./device_auth.ts";
 import { createProxy } from "./proxy.ts";
-import { listenOrExplain } from "./listen.ts";
 import type { BackendTransport } from "./transport.ts";
 
 export interface RelayOptions {
@@ -30,14 +32,22 @@ export interface RelayOptions {
   maxMessageBytes?: number;
   /** The setting that moves the listener, named in bind errors. */
   listenSetting?: string;
-  /** TLS handshake limit on the client listener (default 10 s). */
+  /** TLS handshake limit on the client listener (default 10 s); overrides connections.limits. */
   handshakeTimeoutMs?: number;
+  /**
+   * Caps, time limits and watchdog of the client listener. By default a
+   * budget derived from this process's fd limit (shared by every listener
+   * that also takes the default) and the default limits.
+   */
+  connections?: ConnectionSettings;
 }
 
 export interface RunningRelay {
   /** The bound client port (useful with port 0). */
   port: number;
   backend: Backend;
+  /** The client listener: counters, limits, watchdog. */
+  listener: GuardedListener;
   close(): Promise<void>;
 }
 
@@ -46,35 +56,57 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const backend = new Backend(opts.transport, opts, opts.log);
   // A new tunnel means the old backend session runs over a dead path.
   opts.transport.onChange?.(() => backend.reset());
+  const c = opts.connections ?? {};
+  // Lines a client can cause once per connection or call go through one
+  // rate limiter (the proxy's "call" line included).
+  const ownNoisy: LimitedLogger | null = c.noisy ? null : rateLimitedLogger(opts.log);
+  const noisy = c.noisy ?? ownNoisy!;
+  const limits = {
+    ...c.limits,
+    ...(opts.handshakeTimeoutMs !== undefined ? { handshakeMs: opts.handshakeTimeoutMs } : {}),
+  };
   const server = createClientServer({
     ...opts,
+    log: noisy,
+    handshakeTimeoutMs: limits.handshakeMs,
     devices,
     onStream: createProxy({
       backend,
       devices,
-      log: opts.log,
+      log: noisy,
       maxMessageBytes: opts.maxMessageBytes,
     }),
   });
-  const sessions = new Set<import("node:http2").ServerHttp2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.once("close", () => sessions.delete(s));
+  const listener = new GuardedListener({
+    name: "client",
+    listen: opts.listen,
+    listenSetting: opts.listenSetting ?? "the client listener address",
+    inner: server,
+    budget: c.budget ?? defaultPlan().publicBudget(),
+    limits,
+    tls: true,
+    idle: true,
+    log: opts.log,
+    noisy,
+    watchdog: c.watchdog,
+    onFatal: c.onFatal,
+    statsIntervalMs: c.statsIntervalMs,
   });
-  await listenOrExplain(server, opts.listen, opts.listenSetting ?? "the client listener address");
-  const port = (server.address() as { port: number }).port;
+  guardClientServer(server, listener);
+  const port = await listener.listen();
   opts.log.info("client listener ready", {
     addr: `${opts.listen.hostname}:${port}`,
     transport: opts.transport.name,
+    limits: listener.limits,
   });
   return {
     port,
     backend,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        backend.close();
-        server.close(() => resolve());
-      }),
+    listener,
+    async close() {
+      await listener.close();
+      backend.close();
+      ownNoisy?.close();
+    },
   };
 }

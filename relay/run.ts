@@ -4,17 +4,24 @@
  * the egress listener. It holds no state beyond those files.
  */
 import type { Logger } from "../core/log.ts";
+import { timeLimitsOf } from "../core/conn_limits.ts";
+import { rateLimitedLogger } from "../core/log_limit.ts";
 import {
   certPem,
+  importKeyPair,
   parseCertificate,
   parseCertificates,
   PkiError,
   TrustStore,
+  type X509Certificate,
 } from "../core/pki/mod.ts";
 import { RelayPolicy } from "../core/relay_policy.ts";
 import { splitListen } from "../core/settings.ts";
 import { legacyPins, type RelayConfig } from "./config.ts";
+import type { GuardedListener } from "./conn_guard.ts";
+import { planFromSettings } from "./conn_limits.ts";
 import { listenForController } from "./controller_listener.ts";
+import { softNofile } from "./fd_limit.ts";
 import { serveEgress } from "./egress.ts";
 import { startRelay } from "./relay.ts";
 import { TunnelSlot } from "./tunnel.ts";
@@ -30,6 +37,10 @@ export const RELAY_FILES = {
 
 export interface RunningRemoteRelay {
   ports: { client: number; tunnel: number; egress: number | null };
+  /** The guarded listeners (client, tunnel, egress): counters and limits. */
+  listeners: GuardedListener[];
+  /** Resolves when a listener died and could not be rebuilt: the process should exit non-zero. */
+  failed: Promise<Error>;
   /** Closes every listener and the controller tunnel, then logs "stopped". */
   close(): Promise<void>;
 }
@@ -60,6 +71,7 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
   // Refuse to start with a certificate that is not a valid relay identity.
   const leaf = parseCertificates(certText)[0];
   await trust.verify(leaf, { expect: "relay", usage: "serverAuth" });
+  await checkKeyMatches(keyPem, leaf, cfg.dir);
   const certChain = certPem(leaf) + certPem(trust.anchors.fleetCa);
   const fleetCaPem = certPem(trust.anchors.fleetCa);
 
@@ -72,52 +84,120 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
   const staticAllow = cfg.egressAllow.split(",").map((s) => s.trim()).filter(Boolean);
   const policy = new RelayPolicy(staticAllow);
   const slot = new TunnelSlot(policy, log);
-  const client = await startRelay({
-    listen: splitListen(cfg.clientAddr),
-    certPem: certChain,
-    keyPem,
-    caPem: certPem(trust.anchors.root) + fleetCaPem,
-    deviceCaPem: certPem(trust.anchors.deviceCa),
-    trust,
-    revoked: policy.revoked,
-    transport: slot,
-    legacyControllerPins: pins,
-    log,
-    listenSetting: "--client-addr",
-  });
-  const controllerOnly = {
-    certPem: certChain,
-    keyPem,
-    fleetCaPem,
-    trust,
-    revoked: policy.revoked,
-    legacyControllerPins: pins,
-    log,
-  };
-  const tunnel = await listenForController({
-    ...controllerOnly,
-    listen: splitListen(cfg.tunnelAddr),
-    listenSetting: "--tunnel-addr",
-    onController: (socket) => slot.attach(nodeToWeb(socket)),
-  });
-  log.info("tunnel listener ready", { port: tunnel.port });
-  const egress = cfg.egressAddr === "off" ? null : await listenForController({
-    ...controllerOnly,
-    listen: splitListen(cfg.egressAddr),
-    listenSetting: "--egress-addr (or off)",
-    onController: (socket) => void serveEgress(nodeToWeb(socket), { policy, log }),
-  });
-  if (egress) {
-    log.info("egress listener ready", { port: egress.port, static_allow: staticAllow.length });
+
+  // One connection plan for the process: the tunnel and egress ports get
+  // small pools of their own, the client port the rest.
+  const nofile = softNofile();
+  const plan = planFromSettings(cfg, cfg.egressAddr === "off" ? 1 : 2, nofile);
+  const limits = timeLimitsOf(cfg);
+  const noisy = rateLimitedLogger(log);
+  let fatal!: (e: Error) => void;
+  const failed = new Promise<Error>((resolve) => (fatal = resolve));
+  const shared = { limits, noisy, onFatal: (e: Error) => fatal(e) };
+  if (nofile === null && cfg.maxConnections === "auto") {
+    log.warn("cannot read the open-files limit (needs prlimit); connection caps assume 1024", {
+      code: "fd-limit-unknown",
+      hint: "set --max-connections (PHAROS_RELAY_MAX_CONNECTIONS) to 5/8 of LimitNOFILE",
+    });
   }
-  return {
-    ports: { client: client.port, tunnel: tunnel.port, egress: egress?.port ?? null },
-    async close() {
-      await client.close();
-      await tunnel.close();
-      await egress?.close();
-      await slot.close();
-      log.info("stopped");
-    },
-  };
+  log.info("connection limits", {
+    code: "conn-limits",
+    fd_limit: nofile,
+    max_connections: plan.caps.total,
+    max_connections_per_source: plan.caps.perSource,
+    controller_port_pool: plan.pool,
+    handshake_ms: limits.handshakeMs,
+    preface_ms: limits.prefaceMs,
+    idle_ms: limits.idleMs,
+  });
+
+  const opened: { close(): Promise<void> }[] = [];
+  try {
+    const client = await startRelay({
+      listen: splitListen(cfg.clientAddr),
+      certPem: certChain,
+      keyPem,
+      caPem: certPem(trust.anchors.root) + fleetCaPem,
+      deviceCaPem: certPem(trust.anchors.deviceCa),
+      trust,
+      revoked: policy.revoked,
+      transport: slot,
+      legacyControllerPins: pins,
+      log,
+      listenSetting: "--client-addr",
+      connections: { ...shared, budget: plan.publicBudget() },
+    });
+    opened.push(client);
+    const controllerOnly = {
+      certPem: certChain,
+      keyPem,
+      fleetCaPem,
+      trust,
+      revoked: policy.revoked,
+      legacyControllerPins: pins,
+      log,
+    };
+    const tunnel = await listenForController({
+      ...controllerOnly,
+      name: "tunnel",
+      listen: splitListen(cfg.tunnelAddr),
+      listenSetting: "--tunnel-addr",
+      onController: (socket) => slot.attach(nodeToWeb(socket)),
+      connections: { ...shared, budget: plan.controllerOnlyBudget() },
+    });
+    opened.push(tunnel);
+    log.info("tunnel listener ready", { port: tunnel.port });
+    const egress = cfg.egressAddr === "off" ? null : await listenForController({
+      ...controllerOnly,
+      name: "egress",
+      listen: splitListen(cfg.egressAddr),
+      listenSetting: "--egress-addr (or off)",
+      onController: (socket) => void serveEgress(nodeToWeb(socket), { policy, log }),
+      connections: { ...shared, budget: plan.controllerOnlyBudget() },
+    });
+    if (egress) {
+      opened.push(egress);
+      log.info("egress listener ready", { port: egress.port, static_allow: staticAllow.length });
+    }
+    return {
+      ports: { client: client.port, tunnel: tunnel.port, egress: egress?.port ?? null },
+      listeners: [client.listener, tunnel.listener, ...(egress ? [egress.listener] : [])],
+      failed,
+      async close() {
+        await client.close();
+        await tunnel.close();
+        await egress?.close();
+        await slot.close();
+        noisy.close();
+        log.info("stopped");
+      },
+    };
+  } catch (e) {
+    for (const l of opened) await l.close();
+    noisy.close();
+    throw e;
+  }
+}
+
+/** relay.key must be the private half of relay.crt's key, or TLS would fail at every handshake. */
+async function checkKeyMatches(keyPem: string, leaf: X509Certificate, dir: string): Promise<void> {
+  let spki: Uint8Array;
+  try {
+    const pair = await importKeyPair(keyPem);
+    spki = new Uint8Array(await crypto.subtle.exportKey("spki", pair.publicKey));
+  } catch (e) {
+    throw new PkiError(
+      "unsupported-key",
+      `${dir}/${RELAY_FILES.key} is not a usable private key (${
+        (e as Error).message
+      }); run "relay gen-csr --dir ${dir}" and have the new CSR signed`,
+    );
+  }
+  const certSpki = new Uint8Array(leaf.publicKey.rawData);
+  if (spki.length !== certSpki.length || spki.some((b, i) => b !== certSpki[i])) {
+    throw new PkiError(
+      "key-mismatch",
+      `${dir}/${RELAY_FILES.key} does not belong to ${dir}/${RELAY_FILES.cert}: install the certificate issued for this key's CSR`,
+    );
+  }
 }

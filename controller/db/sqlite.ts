@@ -1,6 +1,11 @@
 /**
  * The controller's SQLite database (node:sqlite): WAL mode, foreign keys,
  * a busy timeout, and migrations applied at open.
+ *
+ * The database and its -wal and -shm files are readable by the owner only
+ * (0600): a new database file is created with that mode before SQLite
+ * opens it (SQLite gives the -wal and -shm files the database file's
+ * mode), and an existing one, with its companions, is narrowed to it.
  */
 import { DatabaseSync } from "node:sqlite";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
@@ -9,11 +14,46 @@ export type Db = DatabaseSync;
 
 export class MigrationError extends Error {}
 
+/** Mode of the database file and its -wal and -shm companions. */
+export const DATABASE_MODE = 0o600;
+
 export function openDatabase(path: string, migrations: Migration[] = MIGRATIONS): Db {
+  const onDisk = path !== ":memory:" && !path.startsWith("file:");
+  if (onDisk) ownerOnly(path, true);
   const db = new DatabaseSync(path);
   db.exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+  if (onDisk) { for (const f of [`${path}-wal`, `${path}-shm`]) ownerOnly(f, false); }
   migrate(db, migrations);
   return db;
+}
+
+/**
+ * Gives `path` mode 0600: creates it empty with that mode (`create`, when
+ * missing: SQLite takes an empty file as a new database), or narrows an
+ * existing file's mode. Best effort on a file we do not own.
+ */
+function ownerOnly(path: string, create: boolean): void {
+  let mode: number | null;
+  try {
+    mode = Deno.statSync(path).mode;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return;
+    if (create) {
+      try {
+        Deno.writeFileSync(path, new Uint8Array(0), { mode: DATABASE_MODE, createNew: true });
+      } catch {
+        // created meanwhile, or not creatable: SQLite reports what matters
+      }
+    }
+    return;
+  }
+  if (mode !== null && (mode & 0o777) !== DATABASE_MODE) {
+    try {
+      Deno.chmodSync(path, DATABASE_MODE);
+    } catch {
+      // not ours to change
+    }
+  }
 }
 
 /** Applies every migration newer than the database, each in its own transaction. */

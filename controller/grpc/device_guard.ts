@@ -12,6 +12,13 @@
  * reason as `code` (device-unknown, device-revoked, device-disabled,
  * device-expired, device-malformed). Calls without the header (the
  * certificate-less ClaimEnrollment) pass untouched.
+ *
+ * A device that is revoked (or disabled, or expires) while one of its calls
+ * is open does not keep that call: the guard tracks open calls per device
+ * and ends them with the same refusal, at once when the controller's
+ * revocation feed names the device's certificate, otherwise at the next
+ * sweep (every 2 s while device calls are open), which re-checks each
+ * device in the registry.
  */
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "../../core/log.ts";
@@ -26,13 +33,91 @@ export interface DeviceLookup {
   check(fingerprint: string, now: Date): DeviceVerdict;
 }
 
+/** The controller's revocation feed (controller/revocation.ts `Revocations`). */
+export interface RevocationFeed {
+  subscribe(fn: (added: { serial: string }[]) => void): () => void;
+}
+
+export const DEVICE_SWEEP_MS = 2000;
+
+interface OpenCall {
+  fingerprint: string;
+  serial: string;
+  end(): void;
+}
+
+/** Open device calls; ends those of revoked devices. Its timer runs only while calls are open. */
+export class OpenDeviceCalls {
+  readonly #calls = new Set<OpenCall>();
+  #timer?: ReturnType<typeof setInterval>;
+  #unsubscribe?: () => void;
+
+  constructor(
+    private readonly devices: DeviceLookup,
+    private readonly now: () => Date,
+    private readonly feed?: RevocationFeed,
+    private readonly sweepMs = DEVICE_SWEEP_MS,
+  ) {}
+
+  get size(): number {
+    return this.#calls.size;
+  }
+
+  add(call: OpenCall): () => void {
+    this.#calls.add(call);
+    if (!this.#timer) {
+      this.#timer = setInterval(() => this.sweep(), this.sweepMs);
+      this.#unsubscribe = this.feed?.subscribe((added) => {
+        const serials = new Set(added.map((a) => a.serial.toLowerCase()));
+        for (const c of [...this.#calls]) if (serials.has(c.serial)) c.end();
+      });
+    }
+    return () => {
+      this.#calls.delete(call);
+      if (this.#calls.size === 0) this.close();
+    };
+  }
+
+  /** Re-checks every device with an open call; ends the calls of refused ones. */
+  sweep(): void {
+    const verdicts = new Map<string, boolean>();
+    for (const c of [...this.#calls]) {
+      let ok = verdicts.get(c.fingerprint);
+      if (ok === undefined) {
+        try {
+          ok = this.devices.check(c.fingerprint, this.now()).ok;
+        } catch {
+          ok = true; // the registry is unreadable: keep calls, the next sweep retries
+        }
+        verdicts.set(c.fingerprint, ok);
+      }
+      if (!ok) c.end();
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+  }
+}
+
 export function deviceGuard(
   devices: DeviceLookup,
   log: Logger,
   now: () => Date = () => new Date(),
+  open: OpenDeviceCalls = new OpenDeviceCalls(devices, now),
 ): grpc.ServerInterceptor {
-  return (method, call) =>
-    new grpc.ServerInterceptingCall(call, {
+  return (method, call) => {
+    let untrack: (() => void) | undefined;
+    let ended = false;
+    const stop = () => {
+      ended = true;
+      untrack?.();
+      untrack = undefined;
+    };
+    const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
       start(next) {
         next({
           onReceiveMetadata(metadata, mdNext) {
@@ -51,7 +136,29 @@ export function deviceGuard(
               });
               return;
             }
-            if (verdict.ok) return mdNext(metadata);
+            if (verdict.ok) {
+              if (!ended) {
+                const fingerprint = values[0] as string;
+                untrack = open.add({
+                  fingerprint,
+                  serial: verdict.device.serial.toLowerCase(),
+                  end: () => {
+                    if (ended) return;
+                    log.warn("device call ended: the device is no longer authorised", {
+                      code: "device-call-ended",
+                      method: method.path,
+                      device: fingerprint.slice(0, 19),
+                      device_id: verdict.device.id,
+                    });
+                    intercepting.sendStatus({
+                      code: grpc.status.UNAUTHENTICATED,
+                      details: DEVICE_REFUSED,
+                    });
+                  },
+                });
+              }
+              return mdNext(metadata);
+            }
             log.warn("device refused", {
               code: `device-${verdict.reason}`,
               method: method.path,
@@ -60,7 +167,16 @@ export function deviceGuard(
             });
             call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: DEVICE_REFUSED });
           },
+          onCancel() {
+            stop();
+          },
         });
       },
+      sendStatus(status, next) {
+        stop();
+        next(status);
+      },
     });
+    return intercepting;
+  };
 }

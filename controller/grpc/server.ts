@@ -15,7 +15,13 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "../../core/log.ts";
 import type { RevocationList, TrustStore } from "../../core/pki/mod.ts";
 import { callerGuard } from "./caller_guard.ts";
-import { deviceGuard, type DeviceLookup } from "./device_guard.ts";
+import {
+  deviceGuard,
+  type DeviceLookup,
+  OpenDeviceCalls,
+  type RevocationFeed,
+} from "./device_guard.ts";
+import { CONTROLLER_METHOD_CAPS, methodCaps } from "./method_caps.ts";
 
 export interface ControllerGrpcOptions {
   /** `coxswain-grpc` leaf + Fleet CA, PEM. */
@@ -30,6 +36,11 @@ export interface ControllerGrpcOptions {
   devices: DeviceLookup;
   /** Clock for the device expiry check (tests). */
   now?: () => Date;
+  /**
+   * The revocation feed: open calls of a device are ended the moment its
+   * certificate is revoked (without it, within the guard's 2 s sweep).
+   */
+  revocations?: RevocationFeed;
   log: Logger;
   /** Services to serve: [definition, implementation]. */
   services?: [grpc.ServiceDefinition, grpc.UntypedServiceImplementation][];
@@ -45,13 +56,17 @@ export interface ControllerGrpc {
 
 export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrpc {
   const limits = { "grpc.max_receive_message_length": 16 * 1024 * 1024 };
-  const devices = deviceGuard(opts.devices, opts.log, opts.now);
-  // The first interceptor sees a call first: the relay's certificate, then the device.
+  const now = opts.now ?? (() => new Date());
+  const open = new OpenDeviceCalls(opts.devices, now, opts.revocations);
+  const devices = deviceGuard(opts.devices, opts.log, now, open);
+  // Per-method caps wrap grpc-js's own call, so they come first; then the
+  // relay's certificate is checked, then the device.
+  const caps = methodCaps(CONTROLLER_METHOD_CAPS, opts.log);
   const server = new grpc.Server({
-    interceptors: [callerGuard(opts.trust, opts.revoked, ["relay"], opts.log), devices],
+    interceptors: [caps, callerGuard(opts.trust, opts.revoked, ["relay"], opts.log), devices],
     ...limits,
   });
-  const inProcess = new grpc.Server({ interceptors: [devices], ...limits });
+  const inProcess = new grpc.Server({ interceptors: [caps, devices], ...limits });
   for (const [def, impl] of opts.services ?? []) {
     server.addService(def, impl);
     inProcess.addService(def, impl);
@@ -73,6 +88,7 @@ export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrp
       pipes.injectConnection(conn);
     },
     close() {
+      open.close();
       injector.destroy();
       pipes.destroy();
       server.forceShutdown();

@@ -33,12 +33,18 @@ export interface DialledRelay {
   policyChannel: boolean;
 }
 
-/** Connects and returns the socket once the relay's role is verified. */
+/**
+ * Connects and returns the socket once the relay's role is verified. An
+ * abort of `signal` ends the dial at once (the socket is destroyed, the
+ * promise rejects): a dial never outlives whoever gave up on it.
+ */
 export async function dialRelay(
   target: { host: string; port: number; serverName?: string },
   id: ControllerTlsIdentity,
   timeoutMs = DIAL_TIMEOUT_MS,
+  signal?: AbortSignal,
 ): Promise<DialledRelay> {
+  signal?.throwIfAborted();
   const name = target.serverName ?? target.host;
   const socket = tls.connect({
     host: target.host,
@@ -52,12 +58,15 @@ export async function dialRelay(
     ALPNProtocols: [CONTROL_ALPN],
   });
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       timer = setTimeout(
         () => reject(new Error(`TLS to ${target.host}:${target.port} timed out`)),
         timeoutMs,
       );
+      onAbort = () => reject(signal!.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
       socket.once("secureConnect", resolve);
       socket.once("error", reject);
     });
@@ -67,6 +76,7 @@ export async function dialRelay(
       usage: "serverAuth",
       revoked: id.revoked,
     });
+    signal?.throwIfAborted();
     socket.on("error", () => {});
     // Multiplexed small frames must not wait for ACKs (Nagle + delayed ACK = 40 ms stalls).
     socket.setNoDelay(true);
@@ -76,5 +86,6 @@ export async function dialRelay(
     throw e;
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }

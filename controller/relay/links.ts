@@ -12,6 +12,7 @@
 import type { Logger } from "../../core/log.ts";
 import { certPem, type RevocationList } from "../../core/pki/mod.ts";
 import { splitListen } from "../../core/settings.ts";
+import type { ConnectionSettings } from "../../relay/conn_limits.ts";
 import { type RunningRelay, startRelay } from "../../relay/relay.ts";
 import { embeddedTransport } from "../../relay/transport.ts";
 import { type ControllerConfig, listSetting } from "../config.ts";
@@ -38,6 +39,8 @@ export async function startRelayLinks(
   grpc: ControllerGrpc,
   revocations: Revocations,
   log: Logger,
+  /** Caps and limits of the embedded relay's device listener (default: from the fd limit). */
+  connections?: ConnectionSettings,
 ): Promise<RelayLinks> {
   const revoked = revocations.list;
   const fleetPem = certPem(state.pki.cas.fleet.cert);
@@ -57,6 +60,7 @@ export async function startRelayLinks(
         transport: embeddedTransport((c) => grpc.acceptInProcess(c)),
         log: log.child({ part: "embedded-relay" }),
         listenSetting: "--relay-listen (PHAROS_RELAY_LISTEN), or off",
+        connections,
       });
     } catch (e) {
       // The controller stays useful without it (dashboard, fleet driving).

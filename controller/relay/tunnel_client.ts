@@ -91,8 +91,10 @@ export class TunnelClient {
   #kind: RelayKind | null = null;
   #stopped = false;
   #wake: (() => void) | null = null;
+  /** Aborts the dial in progress (stop() must not wait for it, nor let it come up). */
+  #dialAbort: AbortController | null = null;
   #loop: Promise<void> | null = null;
-  #upWaiters: (() => void)[] = [];
+  #upWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   #unsubscribe: (() => void) | null = null;
   #policy = {
     sent: 0,
@@ -127,10 +129,11 @@ export class TunnelClient {
     this.#loop ??= this.#run();
   }
 
-  /** Resolves when a session is up (immediately if it is). */
+  /** Resolves when a session is up (immediately if it is); rejects once stopped. */
   whenUp(): Promise<void> {
     if (this.#state === "up") return Promise.resolve();
-    return new Promise((resolve) => this.#upWaiters.push(resolve));
+    if (this.#stopped) return Promise.reject(stoppedError());
+    return new Promise((resolve, reject) => this.#upWaiters.push({ resolve, reject }));
   }
 
   /** Sends the current policy on the live session, if any and if the relay takes it. */
@@ -140,12 +143,18 @@ export class TunnelClient {
     return await this.#sendPolicy(s);
   }
 
+  /**
+   * Ends the live session and the redial loop. A dial in progress is
+   * abandoned: it can neither come up afterwards nor hold stop() up.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#state = "stopped";
     this.#unsubscribe?.();
     this.#unsubscribe = null;
     this.#wake?.();
+    this.#dialAbort?.abort(stoppedError());
+    for (const w of this.#upWaiters.splice(0)) w.reject(stoppedError());
     await this.#session?.close();
     await this.#loop;
   }
@@ -223,11 +232,21 @@ export class TunnelClient {
     while (!this.#stopped) {
       this.#state = "connecting";
       let started = 0;
+      const abort = new AbortController();
+      this.#dialAbort = abort;
       try {
         const { socket, relay, policyChannel } = await dialRelay(
           this.opts.target,
           this.opts.identity,
+          undefined,
+          abort.signal,
         );
+        this.#dialAbort = null;
+        // stop() came between the dial's end and here: nobody will close this one.
+        if (this.#stopped) {
+          socket.destroy();
+          break;
+        }
         const session = new MuxSession(nodeToWeb(socket), {
           role: "server",
           keepAliveIntervalMs: this.opts.keepAliveIntervalMs ?? 20_000,
@@ -248,7 +267,7 @@ export class TunnelClient {
             note: ORIGINAL_RELAY_NOTE,
           });
         }
-        for (const w of this.#upWaiters.splice(0)) w();
+        for (const w of this.#upWaiters.splice(0)) w.resolve();
         // Revoked between the handshake and now: do not keep it.
         this.#checkRevoked();
         void this.#sendPolicy(session);
@@ -259,6 +278,8 @@ export class TunnelClient {
           reason: reason?.message ?? "closed",
         });
       } catch (e) {
+        this.#dialAbort = null;
+        if (this.#stopped) break;
         const code = (e as { code?: string }).code ?? "dial-failed";
         this.#lastError = { code, message: (e as Error).message };
         this.opts.log.warn("relay tunnel dial failed", { code, relay: where, error: e });
@@ -281,6 +302,11 @@ export class TunnelClient {
       this.#wake = null;
       delay = Math.min(delay * 2, b.maxMs);
     }
+    this.#session = null;
     this.#state = "stopped";
   }
+}
+
+function stoppedError(): Error {
+  return new Error("the tunnel client was stopped");
 }

@@ -71,7 +71,7 @@ Deno.test("controller cli: bad flags, arguments, values and config files end in 
         ["--config", `${dir}/c.json`],
         {},
         1,
-        `error: config file ${dir}/c.json: unknown key "uiListn"; the keys are state, uiListen, logLevel, relayListen, relayHosts, relayTunnels`,
+        `error: config file ${dir}/c.json: unknown key "uiListn"; the keys are state, uiListen, logLevel, relayListen, relayHosts, relayTunnels, maxConnections, maxConnectionsPerSource, handshakeTimeout, prefaceTimeout, idleTimeout`,
       ],
       [
         st,

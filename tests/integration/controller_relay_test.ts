@@ -24,8 +24,8 @@ import { resolveRelayConfig } from "../../relay/config.ts";
 import { runRelay } from "../../relay/run.ts";
 import { duplexPair } from "../../relay/transport.ts";
 import { echoPkg } from "../support/echo_backend.ts";
-import { unary } from "../support/relay_harness.ts";
-import { until } from "../support/wait.ts";
+import { CALL_DEADLINE_MS, unary } from "../support/relay_harness.ts";
+import { until, WAIT_MS, within } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -66,10 +66,14 @@ Deno.test({
       { state: dir, "ui-listen": "127.0.0.1:0", "relay-listen": "127.0.0.1:0" },
       () => undefined,
     );
-    const ctl = await startController(cfg, {
-      services: [[echoPkg.Echo.service, echoImpl()]],
-      logSink: (l) => logs.push(l),
-    });
+    const ctl = await within(
+      startController(cfg, {
+        services: [[echoPkg.Echo.service, echoImpl()]],
+        logSink: (l) => logs.push(l),
+      }),
+      WAIT_MS,
+      "the controller to start",
+    );
     const dev = await issueDevice(ctl.state.pki.cas);
     await ctl.devices.register(dev.cert);
     const client = deviceClient(
@@ -92,21 +96,29 @@ Deno.test({
       });
       ctl.devices.setStatus(registered.id, "active");
       // Health endpoint of the dashboard listener answers too.
-      const health = await (await fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`)).json();
+      const health = await within(
+        fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`).then((r) => r.json()),
+        WAIT_MS,
+        "the health endpoint",
+      );
       assert.equal(health.root_ca_fingerprint, ctl.state.pki.rootFingerprint);
     } finally {
       client.close();
-      await ctl.shutdown();
+      await within(ctl.shutdown(), WAIT_MS, "the controller to shut down");
     }
     // The service certificates survive a restart unchanged.
-    const again = await startController({ ...cfg, relayListen: "off" }, { logSink: () => {} });
+    const again = await within(
+      startController({ ...cfg, relayListen: "off" }, { logSink: () => {} }),
+      WAIT_MS,
+      "the controller to start again",
+    );
     try {
       const a = await serviceCert(again.state, "controller-server");
       const b = await serviceCert(again.state, "controller-server");
       assert.equal(pki.serialOf(a.leaf), pki.serialOf(b.leaf));
       assert.equal(again.relays.embedded, null);
     } finally {
-      await again.shutdown();
+      await within(again.shutdown(), WAIT_MS, "the restarted controller to shut down");
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -128,7 +140,11 @@ Deno.test({
       },
       () => undefined,
     );
-    const ctl = await startController(cfg, { logSink: (l) => logs.push(l) });
+    const ctl = await within(
+      startController(cfg, { logSink: (l) => logs.push(l) }),
+      WAIT_MS,
+      "the controller to start",
+    );
     try {
       const line = logs.map((l) => JSON.parse(l)).find((l) =>
         l.msg === "embedded relay not started"
@@ -136,9 +152,15 @@ Deno.test({
       assert.ok(line, logs.join("\n"));
       assert.equal(line.level, "error");
       assert.match(line.error.message, /already in use.*--relay-listen/);
-      assert.equal((await fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`)).status, 200);
+      const health = await within(
+        fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`),
+        WAIT_MS,
+        "the health endpoint",
+      );
+      await health.body?.cancel();
+      assert.equal(health.status, 200);
     } finally {
-      await ctl.shutdown();
+      await within(ctl.shutdown(), WAIT_MS, "the controller to shut down");
       busy.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -171,17 +193,21 @@ Deno.test({
     st.close();
 
     const relayLogs: string[] = [];
-    const relay = await runRelay(
-      resolveRelayConfig(
-        {
-          dir: relayDir,
-          "client-addr": "127.0.0.1:0",
-          "tunnel-addr": "127.0.0.1:0",
-          "egress-addr": "off",
-        },
-        () => undefined,
+    const relay = await within(
+      runRelay(
+        resolveRelayConfig(
+          {
+            dir: relayDir,
+            "client-addr": "127.0.0.1:0",
+            "tunnel-addr": "127.0.0.1:0",
+            "egress-addr": "off",
+          },
+          () => undefined,
+        ),
+        createLogger("relay", { sink: (l) => relayLogs.push(l) }),
       ),
-      createLogger("relay", { sink: (l) => relayLogs.push(l) }),
+      WAIT_MS,
+      "the relay to start",
     );
     const cfg = resolveConfig(
       {
@@ -192,16 +218,20 @@ Deno.test({
       },
       () => undefined,
     );
-    const ctl = await startController(cfg, {
-      services: [[echoPkg.Echo.service, echoImpl()]],
-      logSink: () => {},
-    });
+    const ctl = await within(
+      startController(cfg, {
+        services: [[echoPkg.Echo.service, echoImpl()]],
+        logSink: () => {},
+      }),
+      WAIT_MS,
+      "the controller to start",
+    );
     const registered = await ctl.devices.register(device.cert);
     const client = deviceClient(relay.ports.client, rootPem, device);
     try {
       await until(
         () => relayLogs.some((l) => l.includes("controller tunnel up")),
-        10_000,
+        WAIT_MS,
         "the controller's tunnel",
       );
       const { res } = await unary(client, "Unary", { text: "through a remote relay" });
@@ -218,7 +248,7 @@ Deno.test({
       await until(
         () =>
           relayLogs.some((l) => l.includes('"msg":"policy applied"') && l.includes('"revoked":1')),
-        10_000,
+        WAIT_MS,
         "the revocation to reach the relay",
       );
       await assert.rejects(unary(client, "Unary", { text: "after revocation" }), (e: any) => {
@@ -228,8 +258,8 @@ Deno.test({
       });
     } finally {
       client.close();
-      await ctl.shutdown();
-      await relay.close();
+      await within(ctl.shutdown(), WAIT_MS, "the controller to shut down");
+      await within(relay.close(), WAIT_MS, "the relay to close");
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -260,6 +290,8 @@ async function directCall(
       ":path": "/pharos.test.v1.Echo/Unary",
       "content-type": "application/grpc",
       te: "trailers",
+      // The call's deadline (the test bounds its wait for the stream below too).
+      "grpc-timeout": `${CALL_DEADLINE_MS}m`,
     });
     req.end(new Uint8Array(5));
     req.on("data", () => {});
@@ -275,7 +307,11 @@ async function directCall(
     };
     req.on("response", grab);
     req.on("trailers", grab);
-    await new Promise((r) => req.on("close", r));
+    await within(
+      new Promise((r) => req.on("close", r)),
+      CALL_DEADLINE_MS + WAIT_MS,
+      "the direct call's stream to close",
+    );
     return out;
   } finally {
     session.destroy();

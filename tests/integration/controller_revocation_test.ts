@@ -41,7 +41,7 @@ import { echoRequest, startOriginalRelay } from "../support/original_relay.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "../support/pki_fixture.ts";
 import { unary } from "../support/relay_harness.ts";
 import { startTunnel, testControllerListener } from "../support/tunnel_fixture.ts";
-import { until } from "../support/wait.ts";
+import { until, WAIT_MS, within } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const accountPkg = (grpc.loadPackageDefinition(loadProto(ACCOUNT_PROTO)) as any).pharos.account.v1;
@@ -130,17 +130,21 @@ async function relayedController(
   const device = await fleet.issue({ kind: "device", name: "test phone" });
   const t = await startTunnel((c) => g.accept(c), fleet, relayLeaf, tunnelOpts);
   const logs: string[] = [];
-  const relay = await startRelay({
-    listen: { hostname: "127.0.0.1", port: 0 },
-    certPem: relayLeaf.chainPem,
-    keyPem: relayLeaf.keyPem,
-    caPem: fleet.rootPem + pki.certPem(fleet.pki.fleet.cert),
-    deviceCaPem: pki.certPem(fleet.pki.device.cert),
-    trust: fleet.trust,
-    revoked: t.policy.revoked,
-    transport: t.transport,
-    log: createLogger("relay", { sink: (l) => logs.push(l) }),
-  });
+  const relay = await within(
+    startRelay({
+      listen: { hostname: "127.0.0.1", port: 0 },
+      certPem: relayLeaf.chainPem,
+      keyPem: relayLeaf.keyPem,
+      caPem: fleet.rootPem + pki.certPem(fleet.pki.fleet.cert),
+      deviceCaPem: pki.certPem(fleet.pki.device.cert),
+      trust: fleet.trust,
+      revoked: t.policy.revoked,
+      transport: t.transport,
+      log: createLogger("relay", { sink: (l) => logs.push(l) }),
+    }),
+    WAIT_MS,
+    "the relay to start",
+  );
   const clients: any[] = [];
   const h = {
     fleet,
@@ -170,8 +174,8 @@ async function relayedController(
     grpcLogs,
     async close() {
       for (const c of clients) c.close();
-      await relay.close();
-      await t.transport.close?.();
+      await within(relay.close(), WAIT_MS, "the relay to close");
+      await within(t.transport.close!(), WAIT_MS, "the tunnel to close");
       g.close();
     },
   };
@@ -183,6 +187,14 @@ async function refusedByController(p: Promise<unknown>): Promise<void> {
     assert.equal(e.details, DEVICE_REFUSED);
     return true;
   });
+}
+
+/** One call through the original relay's controller session (bounded). */
+function call(
+  original: Awaited<ReturnType<typeof startOriginalRelay>>,
+  ...a: Parameters<Awaited<ReturnType<typeof startOriginalRelay>>["call"]>
+) {
+  return within(original.call(...a), WAIT_MS, `a call to ${a[0]} through the original relay`);
 }
 
 function logged(logs: string[], code: string): boolean {
@@ -282,24 +294,32 @@ Deno.test({
       now: new Date(Date.now() - 2 * 365 * 86_400_000),
     });
     st.close();
-    const original = await startOriginalRelay(fleet, relayLeaf);
+    const original = await within(
+      startOriginalRelay(fleet, relayLeaf),
+      WAIT_MS,
+      "the original relay to start",
+    );
     const logs: string[] = [];
-    const ctl = await startController(
-      resolveConfig(
-        {
-          state: `${dir}/state`,
-          "ui-listen": "127.0.0.1:0",
-          "relay-listen": "off",
-          "relay-tunnels": `127.0.0.1:${original.port}`,
-        },
-        () => undefined,
+    const ctl = await within(
+      startController(
+        resolveConfig(
+          {
+            state: `${dir}/state`,
+            "ui-listen": "127.0.0.1:0",
+            "relay-listen": "off",
+            "relay-tunnels": `127.0.0.1:${original.port}`,
+          },
+          () => undefined,
+        ),
+        { services: services(), logSink: (l) => logs.push(l) },
       ),
-      { services: services(), logSink: (l) => logs.push(l) },
+      WAIT_MS,
+      "the controller to start",
     );
     try {
       const tunnel = ctl.relays.tunnels[0];
-      await tunnel.whenUp();
-      await until(() => original.sessions === 1, 5000, "the original relay's session");
+      await within(tunnel.whenUp(), WAIT_MS, "the controller's tunnel to come up");
+      await until(() => original.sessions === 1, WAIT_MS, "the original relay's session");
       assert.equal(original.lastAlpn, false, "the original relay negotiates no ALPN");
       assert.equal(tunnel.status.relay, "original");
       assert.equal(tunnel.status.note, ORIGINAL_RELAY_NOTE);
@@ -311,33 +331,34 @@ Deno.test({
         "the log marks the original relay",
       );
       // The session's policy push was decided against before any stream was opened.
-      await until(() => tunnel.status.policy.skipped >= 1, 5000, "the skipped push");
+      await until(() => tunnel.status.policy.skipped >= 1, WAIT_MS, "the skipped push");
       assert.equal(tunnel.status.policy.sent, 0);
 
       const registered = await ctl.devices.register(phone.cert);
       const fp = await pki.deviceFingerprint(phone.cert);
-      const res = await original.call("/pharos.test.v1.Echo/Unary", echoRequest("hello"), fp);
+      const res = await call(original, "/pharos.test.v1.Echo/Unary", echoRequest("hello"), fp);
       assert.equal(res.status, 0, res.message);
       const text = new TextDecoder().decode(res.body);
       assert.ok(text.includes("hello") && text.includes(fp), "the controller saw the fingerprint");
       // A call without the header (the certless claim path) passes the device check.
-      const bare = await original.call("/pharos.test.v1.Echo/Unary", echoRequest("bare"), null);
+      const bare = await call(original, "/pharos.test.v1.Echo/Unary", echoRequest("bare"), null);
       assert.equal(bare.status, 0, bare.message);
 
       // Revoked on the controller: the push to this relay is skipped, the controller refuses.
       ctl.devices.revoke(registered.id);
-      await until(() => tunnel.status.policy.skipped >= 2, 5000, "the revocation's push");
-      const after = await original.call("/pharos.test.v1.Echo/Unary", echoRequest("x"), fp);
+      await until(() => tunnel.status.policy.skipped >= 2, WAIT_MS, "the revocation's push");
+      const after = await call(original, "/pharos.test.v1.Echo/Unary", echoRequest("x"), fp);
       assert.equal(after.status, grpc.status.UNAUTHENTICATED);
       assert.equal(after.message, DEVICE_REFUSED);
       // Unknown and expired fingerprints are refused the same way.
       const unknown = "sha256:" + "ab".repeat(32);
       assert.equal(
-        (await original.call("/pharos.test.v1.Echo/Unary", echoRequest("u"), unknown)).status,
+        (await call(original, "/pharos.test.v1.Echo/Unary", echoRequest("u"), unknown)).status,
         grpc.status.UNAUTHENTICATED,
       );
       await ctl.devices.register(old.cert);
-      const expired = await original.call(
+      const expired = await call(
+        original,
         "/pharos.test.v1.Echo/Unary",
         echoRequest("e"),
         await pki.deviceFingerprint(old.cert),
@@ -350,10 +371,10 @@ Deno.test({
       assert.equal(tunnel.status.policy.sent, 0);
       assert.equal(tunnel.status.state, "up");
       assert.equal(tunnel.sessions, 1);
-      assert.equal(await tunnel.pushPolicy(), "unsupported");
+      assert.equal(await within(tunnel.pushPolicy(), WAIT_MS, "a policy push"), "unsupported");
     } finally {
-      await ctl.shutdown();
-      await original.close();
+      await within(ctl.shutdown(), WAIT_MS, "the controller to shut down");
+      await within(original.close(), WAIT_MS, "the original relay to close");
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -379,8 +400,8 @@ Deno.test({
       assert.equal(controller.streamCount, 0, "the unanswered stream was reset");
       assert.equal(controller.isClosed, false, "the session goes on");
     } finally {
-      await controller.close();
-      await relay.close();
+      await within(controller.close(), WAIT_MS, "the controller's mux session to close");
+      await within(relay.close(), WAIT_MS, "the relay's mux session to close");
     }
   },
 });
@@ -397,7 +418,7 @@ Deno.test({
       const tunnel = r.t.client;
       assert.equal(tunnel.status.relay, "pharos");
       assert.equal(tunnel.status.note, null);
-      await until(() => r.t.policy.revision > 0, 5000, "the first policy");
+      await until(() => r.t.policy.revision > 0, WAIT_MS, "the first policy");
       assert.equal(r.t.policy.revision, currentPolicyRevision(reg.db));
 
       // Another controller instance (or a restored backup) left a newer revision on the relay.
@@ -411,7 +432,7 @@ Deno.test({
         })),
         true,
       );
-      assert.equal(await tunnel.pushPolicy(), "ok");
+      assert.equal(await within(tunnel.pushPolicy(), WAIT_MS, "a policy push"), "ok");
       assert.ok(r.t.logs.some((l) => l.includes('"code":"policy-stale"')));
       assert.ok(r.t.policy.revision > ahead);
       assert.equal(r.t.policy.revision, currentPolicyRevision(reg.db));
@@ -426,7 +447,7 @@ Deno.test({
         egress_allow: [],
       }));
       const before = currentPolicyRevision(reg.db);
-      assert.equal(await tunnel.pushPolicy(), "stale");
+      assert.equal(await within(tunnel.pushPolicy(), WAIT_MS, "a policy push"), "stale");
       assert.equal(tunnel.status.policy.lastAnswer, `stale: ${far}`);
       assert.ok(currentPolicyRevision(reg.db) < far);
       assert.equal(currentPolicyRevision(reg.db), before + 2, "two fresh documents, no jump");
@@ -481,16 +502,19 @@ Deno.test({
       assert.equal(serial, pki.serialOf(r.h.relayLeaf.cert));
 
       reg.revocations.revoke(serial, "relay", { subject: "relay under test" });
-      await until(() => !r.t.slot.connected, 5000, "the tunnel to close");
+      await until(() => !r.t.slot.connected, WAIT_MS, "the tunnel to close");
       assert.ok(logged(r.t.logs, "relay-revoked"));
       // The next dial sees the same certificate and refuses it after the handshake.
       await until(
         () => r.t.client.status.lastError?.code === "revoked",
-        5000,
+        WAIT_MS,
         "a refused redial",
       );
       assert.equal(r.t.client.sessions, 1);
-      assert.equal(r.t.slot.connected, false);
+      // Each refused redial is attached by the relay for a moment, but none
+      // comes up: the controller hangs up before it answers on the session.
+      const ups = r.t.logs.filter((l) => l.includes('"msg":"controller tunnel up"'));
+      assert.equal(ups.length, 1, "only the first, unrevoked session came up");
       await assert.rejects(unary(r.h.client(), "Unary", { text: "down" }), (e: any) => {
         assert.equal(e.code, grpc.status.UNAVAILABLE);
         return true;
@@ -513,11 +537,15 @@ Deno.test({
     const logs: string[] = [];
     const log = createLogger("egress", { sink: (l) => logs.push(l) });
     const policy = new RelayPolicy();
-    const listener = await testControllerListener(fleet, relayLeaf, {
-      policy,
-      log,
-      onController: (socket) => void serveEgress(nodeToWeb(socket), { policy, log }),
-    });
+    const listener = await within(
+      testControllerListener(fleet, relayLeaf, {
+        policy,
+        log,
+        onController: (socket) => void serveEgress(nodeToWeb(socket), { policy, log }),
+      }),
+      WAIT_MS,
+      "the relay's egress listener",
+    );
     const client = new EgressClient(
       { host: "127.0.0.1", port: listener.port },
       {
@@ -531,19 +559,19 @@ Deno.test({
       { revocations: reg.revocations },
     );
     try {
-      const session = await client.session();
+      const session = await within(client.session(), WAIT_MS, "the egress session");
       assert.equal(client.relayKind, "pharos");
       reg.revocations.revoke(pki.serialOf(relayLeaf.cert), "relay");
       assert.ok(logged(logs, "relay-revoked"));
-      await session.closed;
+      await within(session.closed, WAIT_MS, "the egress session to close");
       assert.equal(client.relayKind, null);
-      await assert.rejects(client.session(), (e: any) => {
+      await assert.rejects(within(client.session(), WAIT_MS, "a refused redial"), (e: any) => {
         assert.equal(e.code, "revoked");
         return true;
       });
     } finally {
-      await client.close();
-      await listener.close();
+      await within(client.close(), WAIT_MS, "the egress client to close");
+      await within(listener.close(), WAIT_MS, "the relay's egress listener to close");
       await reg.close();
     }
   },
@@ -564,14 +592,14 @@ Deno.test({
       const ctlSerial = pki.serialOf(r.t.controllerLeaf.cert);
       revokedSerials.push(ctlSerial);
       void r.t.client.pushPolicy();
-      await until(() => logged(r.t.logs, "controller-revoked"), 5000, "the session to close");
+      await until(() => logged(r.t.logs, "controller-revoked"), WAIT_MS, "the session to close");
       await until(
         () =>
           r.t.logs.some((l) => {
             const j = JSON.parse(l);
             return j.msg === "refused a non-controller connection" && j.code === "revoked";
           }),
-        5000,
+        WAIT_MS,
         "a refused redial",
       );
       assert.equal(r.t.slot.connected, false);
@@ -594,7 +622,7 @@ Deno.test({
       await reg.devices.register(r.h.device.cert);
       assert.equal((await unary(r.h.client(), "Unary", { text: "up" })).res.text, "up");
       revokedSerials.push(pki.serialOf(r.server.cert));
-      assert.equal(await r.t.client.pushPolicy(), "ok");
+      assert.equal(await within(r.t.client.pushPolicy(), WAIT_MS, "a policy push"), "ok");
       assert.ok(logged(r.h.logs, "controller-revoked"), "the live backend session was dropped");
       await assert.rejects(unary(r.h.client(), "Unary", { text: "down" }), (e: any) => {
         assert.equal(e.code, grpc.status.UNAVAILABLE);
@@ -643,41 +671,53 @@ Deno.test({
     const policy = new RelayPolicy();
     const { TunnelSlot } = await import("../../relay/tunnel.ts");
     const slot = new TunnelSlot(policy, createLogger("relay", { sink: (l) => relayLogs.push(l) }));
-    const listener = await testControllerListener(fleet, relayLeaf, {
-      policy,
-      log: createLogger("relay", { sink: (l) => relayLogs.push(l) }),
-      onController: (socket) => slot.attach(nodeToWeb(socket)),
-    });
+    const listener = await within(
+      testControllerListener(fleet, relayLeaf, {
+        policy,
+        log: createLogger("relay", { sink: (l) => relayLogs.push(l) }),
+        onController: (socket) => slot.attach(nodeToWeb(socket)),
+      }),
+      WAIT_MS,
+      "the relay's controller listener",
+    );
     const logs: string[] = [];
-    const ctl = await startController(
-      resolveConfig(
-        {
-          state: `${dir}/state`,
-          "ui-listen": "127.0.0.1:0",
-          "relay-listen": "off",
-          "relay-tunnels": `127.0.0.1:${listener.port}`,
-        },
-        () => undefined,
+    const ctl = await within(
+      startController(
+        resolveConfig(
+          {
+            state: `${dir}/state`,
+            "ui-listen": "127.0.0.1:0",
+            "relay-listen": "off",
+            "relay-tunnels": `127.0.0.1:${listener.port}`,
+          },
+          () => undefined,
+        ),
+        { services: services(), logSink: (l) => logs.push(l) },
       ),
-      { services: services(), logSink: (l) => logs.push(l) },
+      WAIT_MS,
+      "the controller to start",
     );
     try {
       const tunnel = ctl.relays.tunnels[0];
-      await tunnel.whenUp();
-      await until(() => slot.connected && policy.revision > 0, 5000, "the tunnel and its policy");
+      await within(tunnel.whenUp(), WAIT_MS, "the controller's tunnel to come up");
+      await until(
+        () => slot.connected && policy.revision > 0,
+        WAIT_MS,
+        "the tunnel and its policy",
+      );
       assert.equal(tunnel.status.relay, "pharos");
       // One list: the gRPC guard's, the embedded relay's and the pushed one are the same.
       assert.equal(ctl.relays.revoked, ctl.revocations.list);
 
       ctl.revocations.revoke(pki.serialOf(relayCert), "relay", { subject: "relay under test" });
-      await until(() => !slot.connected, 5000, "the relay's tunnel to close");
+      await until(() => !slot.connected, WAIT_MS, "the relay's tunnel to close");
       assert.equal(tunnel.status.lastError?.code, "relay-revoked");
       assert.ok(logged(logs, "relay-revoked"));
       assert.equal(tunnel.sessions, 1);
     } finally {
-      await ctl.shutdown();
-      await slot.close();
-      await listener.close();
+      await within(ctl.shutdown(), WAIT_MS, "the controller to shut down");
+      await within(slot.close(), WAIT_MS, "the relay's tunnel slot to close");
+      await within(listener.close(), WAIT_MS, "the relay's controller listener to close");
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -14,7 +14,7 @@ import { echoPkg, startEchoBackend } from "../support/echo_backend.ts";
 import { makeFleet } from "../support/pki_fixture.ts";
 import { unary } from "../support/relay_harness.ts";
 import { run } from "../support/run.ts";
-import { until } from "../support/wait.ts";
+import { until, WAIT_MS, within } from "../support/wait.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 // Exactly what operators run: the task, with its permission set.
@@ -78,8 +78,18 @@ function lines(): TransformStream<string, string> {
 
 async function stop(p: RelayProcess): Promise<void> {
   p.child.kill("SIGTERM");
-  const status = await p.child.status;
+  const status = await exited(p.child, "the relay process to exit on SIGTERM");
   assert.equal(status.code, 0, "the relay stops cleanly on SIGTERM");
+}
+
+/** The child's exit status; past the bound it is killed and the test fails naming `what`. */
+function exited(child: Deno.ChildProcess, what: string): Promise<Deno.CommandStatus> {
+  return within(child.status, WAIT_MS, what, () => child.kill("SIGKILL"));
+}
+
+/** `deno task relay …` to completion, killed past the bound. */
+function relayCommand(args: string[], env?: Record<string, string>) {
+  return run(Deno.execPath(), [...RELAY, ...args], { cwd: ROOT, env, timeoutMs: WAIT_MS * 2 });
 }
 
 Deno.test({
@@ -96,7 +106,7 @@ Deno.test({
     const clients: grpc.Client[] = [];
     try {
       // 1. The relay makes its own key; the controller signs the CSR.
-      const csr = await run(Deno.execPath(), [...RELAY, "gen-csr", "--dir", dir], { cwd: ROOT });
+      const csr = await relayCommand(["gen-csr", "--dir", dir]);
       assert.equal(csr.code, 0, csr.stderr);
       assert.equal((await Deno.stat(`${dir}/relay.key`)).mode! & 0o777, 0o600);
       const leaf = await issueLeaf(fleet.pki, csr.stdout, {
@@ -167,10 +177,10 @@ Deno.test({
       };
       const md = new grpc.Metadata();
       md.set("pharos-session", "secret-session-token");
-      await tunnel.whenUp();
+      await within(tunnel.whenUp(), WAIT_MS, "the controller's tunnel to come up");
       await until(
         () => relay!.stderr.some((l) => l.includes("controller tunnel up")),
-        10_000,
+        WAIT_MS,
         "tunnel up in the relay",
       );
       const res = (await unary(client(), "Unary", { text: "hello" }, md)).res;
@@ -180,7 +190,7 @@ Deno.test({
       // One JSON log line per call, no secrets.
       await until(
         () => relay!.stderr.some((l) => l.includes('"msg":"call"')),
-        5000,
+        WAIT_MS,
         "the call log line",
       );
       const line = JSON.parse(relay.stderr.find((l) => l.includes('"msg":"call"'))!);
@@ -199,7 +209,7 @@ Deno.test({
       assert.equal((await callUntilOk("after restart")).text, "after restart");
     } finally {
       for (const c of clients) c.close();
-      await tunnel?.stop();
+      if (tunnel) await within(tunnel.stop(), WAIT_MS, "the controller's TunnelClient.stop()");
       if (relay) await stop(relay).catch(() => {});
       backend.close();
       await Deno.remove(dir, { recursive: true });
@@ -211,14 +221,7 @@ Deno.test("relay process: bad material or settings stop it with a clear message"
   const fleet = await makeFleet();
   const dir = await Deno.makeTempDir({ prefix: "pharos-relay-" });
   try {
-    const missing = await run(Deno.execPath(), [
-      ...RELAY,
-      "run",
-      "--dir",
-      dir,
-      "--client-addr",
-      "127.0.0.1:0",
-    ], { cwd: ROOT });
+    const missing = await relayCommand(["run", "--dir", dir, "--client-addr", "127.0.0.1:0"]);
     assert.equal(missing.code, 1);
     assert.match(
       missing.stderr,
@@ -232,21 +235,18 @@ Deno.test("relay process: bad material or settings stop it with a clear message"
     await Deno.writeTextFile(`${dir}/ca.crt`, fleet.rootPem);
     await Deno.writeTextFile(`${dir}/fleet-ca.crt`, certPem(fleet.pki.fleet.cert));
     await Deno.writeTextFile(`${dir}/device-ca.crt`, certPem(fleet.pki.device.cert));
-    const wrong = await run(Deno.execPath(), [...RELAY, "run", "--dir", dir], { cwd: ROOT });
+    const wrong = await relayCommand(["run", "--dir", dir]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /error: a node certificate was presented where relay is required/);
 
-    const badAddr = await run(Deno.execPath(), [...RELAY, "run", "--dir", dir], {
-      cwd: ROOT,
-      env: { PHAROS_RELAY_CLIENT_ADDR: "nowhere" },
+    const badAddr = await relayCommand(["run", "--dir", dir], {
+      PHAROS_RELAY_CLIENT_ADDR: "nowhere",
     });
     assert.equal(badAddr.code, 1);
     assert.match(badAddr.stderr, /PHAROS_RELAY_CLIENT_ADDR = "nowhere": expected host:port/);
 
     await Deno.writeTextFile(`${dir}/bad.json`, "[1,2]");
-    const badFile = await run(Deno.execPath(), [...RELAY, "run", "--config", `${dir}/bad.json`], {
-      cwd: ROOT,
-    });
+    const badFile = await relayCommand(["run", "--config", `${dir}/bad.json`]);
     assert.equal(badFile.code, 1);
     assert.match(badFile.stderr, /is not a JSON object/);
   } finally {
@@ -266,16 +266,7 @@ Deno.test("relay process: a port it may not bind is reported with the setting to
     await Deno.writeTextFile(`${dir}/fleet-ca.crt`, certPem(fleet.pki.fleet.cert));
     await Deno.writeTextFile(`${dir}/device-ca.crt`, certPem(fleet.pki.device.cert));
     const port = (busy.addr as Deno.NetAddr).port;
-    const r = await run(Deno.execPath(), [
-      ...RELAY,
-      "run",
-      "--dir",
-      dir,
-      "--client-addr",
-      `127.0.0.1:${port}`,
-    ], {
-      cwd: ROOT,
-    });
+    const r = await relayCommand(["run", "--dir", dir, "--client-addr", `127.0.0.1:${port}`]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*--client-addr`));
   } finally {
@@ -310,8 +301,8 @@ Deno.test({
       ]);
       assert.equal(relay.ready.ready, true);
       relay.child.kill("SIGINT");
-      const status = await relay.child.status;
-      await relay.stderrDone;
+      const status = await exited(relay.child, "the relay process to exit on SIGINT");
+      await within(relay.stderrDone, WAIT_MS, "the end of the relay's stderr");
       assert.equal(status.code, 0, relay.stderr.join("\n"));
       const logs = relay.stderr.map((l) => JSON.parse(l));
       const last = logs.at(-1);

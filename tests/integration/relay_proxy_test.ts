@@ -11,7 +11,14 @@ import { deviceFingerprint } from "../../core/pki/mod.ts";
 import { embeddedTransport } from "../../relay/transport.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "../support/pki_fixture.ts";
 import { startTunnel } from "../support/tunnel_fixture.ts";
-import { type Harness, relayHarness, unary } from "../support/relay_harness.ts";
+import {
+  CALL_DEADLINE_MS,
+  deadline,
+  type Harness,
+  relayHarness,
+  unary,
+} from "../support/relay_harness.ts";
+import { WAIT_MS, within } from "../support/wait.ts";
 
 const transports = {
   embedded: (_a: unknown, _f: Fleet, _l: IssuedLeaf, acceptInProcess: (c: any) => void) =>
@@ -44,6 +51,7 @@ async function rawCall(
       ":path": path,
       "content-type": "application/grpc",
       te: "trailers",
+      "grpc-timeout": `${CALL_DEADLINE_MS}m`,
       ...extraHeaders,
     });
     const frame = new Uint8Array(5 + body.length);
@@ -56,7 +64,11 @@ async function rawCall(
     req.on("response", (hd) => (status = Number(hd[":status"])));
     req.on("data", (d: Uint8Array) => chunks.push(d));
     req.on("trailers", (t) => (trailers = t));
-    await new Promise((resolve) => req.on("close", resolve));
+    await within(
+      new Promise((resolve) => req.on("close", resolve)),
+      CALL_DEADLINE_MS + WAIT_MS,
+      `the raw call to ${path} to close`,
+    );
     const all = new Uint8Array(Buffer.concat(chunks));
     const messages: Uint8Array[] = [];
     for (let off = 0; off + 5 <= all.length;) {
@@ -70,13 +82,18 @@ async function rawCall(
   }
 }
 
+/** Every message and the status of a streaming call (started with a deadline). */
 function collect(call: any): Promise<{ items: any[]; status: grpc.StatusObject }> {
   const items: any[] = [];
-  return new Promise((resolve) => {
-    call.on("data", (m: any) => items.push(m));
-    call.on("error", () => {});
-    call.on("status", (status: grpc.StatusObject) => resolve({ items, status }));
-  });
+  return within(
+    new Promise((resolve) => {
+      call.on("data", (m: any) => items.push(m));
+      call.on("error", () => {});
+      call.on("status", (status: grpc.StatusObject) => resolve({ items, status }));
+    }),
+    CALL_DEADLINE_MS + WAIT_MS,
+    "a streaming call's messages and status",
+  );
 }
 
 for (const [name, transport] of Object.entries(transports)) {
@@ -142,19 +159,26 @@ for (const [name, transport] of Object.entries(transports)) {
 
   withHarness("server streaming, client streaming and bidi", async (h) => {
     const c = h.client();
-    const ss = await collect(c.ServerStream({ text: "s", count: 50 }));
+    const ss = await collect(c.ServerStream({ text: "s", count: 50 }, deadline()));
     assert.equal(ss.status.code, 0);
     assert.deepEqual(ss.items.map((m) => m.seq), [...Array(50).keys()]);
     assert.equal(ss.status.metadata.get("x-echo-trailer")[0], "sent-50");
 
-    const cs = await new Promise<any>((resolve, reject) => {
-      const call = c.ClientStream((err: any, res: any) => (err ? reject(err) : resolve(res)));
-      for (const t of ["a", "b", "c"]) call.write({ text: t });
-      call.end();
-    });
+    const cs = await within(
+      new Promise<any>((resolve, reject) => {
+        const call = c.ClientStream(
+          deadline(),
+          (err: any, res: any) => (err ? reject(err) : resolve(res)),
+        );
+        for (const t of ["a", "b", "c"]) call.write({ text: t });
+        call.end();
+      }),
+      CALL_DEADLINE_MS + WAIT_MS,
+      "the client-streaming call's answer",
+    );
     assert.equal(cs.text, "a,b,c");
 
-    const bidi = c.Bidi();
+    const bidi = c.Bidi(deadline());
     const got = collect(bidi);
     const blob = new Uint8Array(256 * 1024).map((_, i) => (i * 31 + 7) & 0xff);
     for (let i = 0; i < 20; i++) bidi.write({ text: `m${i}`, blob: Buffer.from(blob) });
@@ -173,7 +197,10 @@ for (const [name, transport] of Object.entries(transports)) {
       // messages the application has not read yet; so grpc-js checks the
       // status and order, and a plain HTTP/2 client checks the bytes.
       const r = await collect(
-        h.client().ServerStream({ text: "boom", count: 10, fail_after: 4, fail_code: 10 }),
+        h.client().ServerStream(
+          { text: "boom", count: 10, fail_after: 4, fail_code: 10 },
+          deadline(),
+        ),
       );
       assert.deepEqual(r.items.map((m) => m.seq), [...Array(r.items.length).keys()]);
       assert.equal(r.status.code, 10);
@@ -193,7 +220,9 @@ for (const [name, transport] of Object.entries(transports)) {
   withHarness(
     "the controller connection dying mid-stream ends the call UNAVAILABLE, then calls recover",
     async (h) => {
-      const r = await collect(h.client().ServerStream({ text: "x", count: 100, drop_after: 5 }));
+      const r = await collect(
+        h.client().ServerStream({ text: "x", count: 100, drop_after: 5 }, deadline()),
+      );
       assert.ok(r.items.length < 100, `${r.items.length} items`);
       assert.equal(r.status.code, grpc.status.UNAVAILABLE);
       assert.match(r.status.details, /connection to the controller was lost/);
@@ -215,18 +244,23 @@ for (const [name, transport] of Object.entries(transports)) {
       grpc.credentials.createSsl(Buffer.from(h.fleet.rootPem)),
     );
     const call = (path: string) =>
-      new Promise<any>((resolve, reject) => {
-        const md = new grpc.Metadata();
-        md.set("x-pharos-device-fp", "sha256:" + "1".repeat(64));
-        claimClient.makeUnaryRequest(
-          path,
-          (x: Buffer) => x,
-          (x: Buffer) => x,
-          Buffer.from([0x0a, 0x03, 0x74, 0x6f, 0x6b]), // field 1 "tok"
-          md,
-          (err, res) => (err ? reject(err) : resolve(res)),
-        );
-      });
+      within(
+        new Promise<any>((resolve, reject) => {
+          const md = new grpc.Metadata();
+          md.set("x-pharos-device-fp", "sha256:" + "1".repeat(64));
+          claimClient.makeUnaryRequest(
+            path,
+            (x: Buffer) => x,
+            (x: Buffer) => x,
+            Buffer.from([0x0a, 0x03, 0x74, 0x6f, 0x6b]), // field 1 "tok"
+            md,
+            deadline(),
+            (err, res) => (err ? reject(err) : resolve(res)),
+          );
+        }),
+        CALL_DEADLINE_MS + WAIT_MS,
+        `the claim call to ${path}`,
+      );
     const res: Buffer = await call("/pharos.account.v1.AccountSync/ClaimEnrollment");
     const text = new TextDecoder().decode(res);
     assert.ok(text.includes("claimed:tok"));
@@ -299,7 +333,7 @@ Deno.test({
         return true;
       });
       // Small request, large answer (the bidi echo returns the blob).
-      const bidi = h.client().Bidi();
+      const bidi = h.client().Bidi(deadline());
       const got = collect(bidi);
       bidi.write({ text: "down", blob: Buffer.alloc(40 * 1024, 1), count: 2 });
       bidi.end();
@@ -324,7 +358,11 @@ Deno.test({
     const client = http2.connect(`https://localhost:${h.relay.port}`, { ca: h.fleet.rootPem });
     client.on("error", () => {});
     try {
-      await new Promise((r) => client.once("remoteSettings", r));
+      await within(
+        new Promise((r) => client.once("remoteSettings", r)),
+        WAIT_MS,
+        "the relay's HTTP/2 settings",
+      );
       assert.equal(client.remoteSettings.maxConcurrentStreams, CLIENT_MAX_STREAMS);
       assert.equal(client.remoteSettings.maxHeaderListSize, CLIENT_MAX_HEADER_BYTES);
       assert.equal(client.remoteSettings.initialWindowSize, STREAM_WINDOW);

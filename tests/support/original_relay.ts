@@ -130,6 +130,8 @@ export async function startOriginalRelay(fleet: Fleet, leaf: IssuedLeaf): Promis
           ":path": path,
           "content-type": "application/grpc",
           te: "trailers",
+          // A deadline, as every call in the tests has.
+          "grpc-timeout": "10S",
         };
         if (fp !== null) headers["x-pharos-device-fp"] = fp;
         const req = session.request(headers);

@@ -8,6 +8,7 @@ import { type RunningRelay, startRelay } from "../../relay/relay.ts";
 import type { BackendTransport } from "../../relay/transport.ts";
 import { echoPkg, startEchoBackend } from "./echo_backend.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
+import { WAIT_MS, within } from "./wait.ts";
 
 export interface Harness {
   fleet: Fleet;
@@ -37,25 +38,33 @@ export async function relayHarness(
   const device = await fleet.issue({ kind: "device", name: "test phone" });
   const revoked = new RevocationList();
   const logs: string[] = [];
-  const transport = await makeTransport(
-    (c) => backend.accept(c),
-    fleet,
-    relayLeaf,
-    (c) => backend.acceptInProcess(c),
+  const transport = await within(
+    makeTransport(
+      (c) => backend.accept(c),
+      fleet,
+      relayLeaf,
+      (c) => backend.acceptInProcess(c),
+    ),
+    WAIT_MS,
+    "the relay's transport to the controller",
   );
-  const relay = await startRelay({
-    listen: { hostname: "127.0.0.1", port: 0 },
-    certPem: relayLeaf.chainPem,
-    keyPem: relayLeaf.keyPem,
-    caPem: fleet.rootPem + certPem(fleet.pki.fleet.cert),
-    deviceCaPem: certPem(fleet.pki.device.cert),
-    trust: fleet.trust,
-    revoked,
-    transport,
-    log: createLogger("relay", { sink: (l) => logs.push(l) }),
-    maxMessageBytes: opts.maxMessageBytes,
-    handshakeTimeoutMs: opts.handshakeTimeoutMs,
-  });
+  const relay = await within(
+    startRelay({
+      listen: { hostname: "127.0.0.1", port: 0 },
+      certPem: relayLeaf.chainPem,
+      keyPem: relayLeaf.keyPem,
+      caPem: fleet.rootPem + certPem(fleet.pki.fleet.cert),
+      deviceCaPem: certPem(fleet.pki.device.cert),
+      trust: fleet.trust,
+      revoked,
+      transport,
+      log: createLogger("relay", { sink: (l) => logs.push(l) }),
+      maxMessageBytes: opts.maxMessageBytes,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs,
+    }),
+    WAIT_MS,
+    "the relay to start",
+  );
   const clients: any[] = [];
   return {
     fleet,
@@ -81,21 +90,29 @@ export async function relayHarness(
     },
     async close() {
       for (const c of clients) c.close();
-      await relay.close();
-      await transport.close?.();
+      await within(relay.close(), WAIT_MS, "the relay to close");
+      await within(transport.close?.() ?? Promise.resolve(), WAIT_MS, "the transport to close");
       backend.close();
     },
   };
 }
 
-/** Promise wrapper of a unary call. */
+/** Deadline of a test's gRPC call: generous, so load never trips it. */
+export const CALL_DEADLINE_MS = 10_000;
+
+/** A deadline `ms` from now, for the call options of a gRPC call in a test. */
+export function deadline(ms = CALL_DEADLINE_MS): { deadline: number } {
+  return { deadline: Date.now() + ms };
+}
+
+/** Promise wrapper of a unary call, with a deadline (and a bound on its status past it). */
 export function unary(
   client: any,
   method: string,
   req: unknown,
   md = new grpc.Metadata(),
 ): Promise<any> {
-  return new Promise((resolve, reject) => {
+  const call = new Promise<any>((resolve, reject) => {
     let result: { err: any; res: any } | undefined;
     let status: grpc.StatusObject | undefined;
     const settle = () => {
@@ -106,7 +123,7 @@ export function unary(
     const call = client[method](
       req,
       md,
-      { deadline: Date.now() + 10_000 },
+      deadline(),
       (err: any, res: any) => {
         result = { err, res };
         settle();
@@ -117,4 +134,5 @@ export function unary(
       settle();
     });
   });
+  return within(call, CALL_DEADLINE_MS + WAIT_MS, `the ${method} call's answer and status`);
 }

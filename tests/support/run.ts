@@ -8,7 +8,13 @@ export interface RunResult {
 export async function run(
   cmd: string,
   args: string[],
-  opts: { stdin?: Uint8Array | string; cwd?: string; env?: Record<string, string> } = {},
+  opts: {
+    stdin?: Uint8Array | string;
+    cwd?: string;
+    env?: Record<string, string>;
+    /** Past this the command is killed and run() fails saying so (default: no bound). */
+    timeoutMs?: number;
+  } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(cmd, {
     args,
@@ -18,14 +24,30 @@ export async function run(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  if (opts.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(
-      typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
-    );
-    await w.close();
+  let timedOut = false;
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // it exited meanwhile
+    }
+  }, opts.timeoutMs);
+  try {
+    if (opts.stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(
+        typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
+      );
+      await w.close();
+    }
+    const out = await child.output();
+    if (timedOut) {
+      throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${cmd} ${args.join(" ")}`);
+    }
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  } finally {
+    clearTimeout(timer);
   }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }

@@ -12,7 +12,7 @@ import { TunnelSlot } from "../../relay/tunnel.ts";
 import type { BackendTransport } from "../../relay/transport.ts";
 import { nodeToWeb } from "../../relay/web_node.ts";
 import type { Fleet, IssuedLeaf } from "./pki_fixture.ts";
-import { until } from "./wait.ts";
+import { until, WAIT_MS, within } from "./wait.ts";
 
 export interface TunnelFixture {
   slot: TunnelSlot;
@@ -79,7 +79,7 @@ export async function startTunnel(
       port,
       onController: (socket) => slot.attach(nodeToWeb(socket)),
     });
-  let listener = await listen(0);
+  let listener = await within(listen(0), WAIT_MS, "the relay's controller listener");
   const port = listener.port;
   const ctl = opts.controllerLeaf ?? await fleet.issue({ kind: "controller-client" });
   let revision = 0;
@@ -105,16 +105,16 @@ export async function startTunnel(
     backoff: opts.backoff ?? { initialMs: 200, maxMs: 2000, stableMs: 5000 },
   });
   client.start();
-  await client.whenUp();
-  await until(() => slot.connected, 5000, "the relay to accept the tunnel");
+  await within(client.whenUp(), WAIT_MS, "the controller's tunnel to come up");
+  await until(() => slot.connected, WAIT_MS, "the relay to accept the tunnel");
   const transport: BackendTransport = {
     name: slot.name,
     dial: () => slot.dial(),
     onChange: (fn) => slot.onChange(fn),
     async close() {
-      await client.stop();
-      await slot.close();
-      await listener.close();
+      await within(client.stop(), WAIT_MS, "the controller's TunnelClient.stop()");
+      await within(slot.close(), WAIT_MS, "the relay's tunnel slot to close");
+      await within(listener.close(), WAIT_MS, "the relay's controller listener to close");
     },
   };
   return {
@@ -126,9 +126,9 @@ export async function startTunnel(
     logs,
     transport,
     async restartRelay() {
-      await listener.close();
-      await slot.close();
-      listener = await listen(port);
+      await within(listener.close(), WAIT_MS, "the relay's controller listener to close");
+      await within(slot.close(), WAIT_MS, "the relay's tunnel slot to close");
+      listener = await within(listen(port), WAIT_MS, "the relay's listener to listen again");
     },
   };
 }

@@ -10,3 +10,33 @@ export async function until(
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Bound of `within` when none is given: generous, so load never trips it. */
+export const WAIT_MS = 30_000;
+
+/**
+ * Awaits `promise` for at most `timeoutMs`; past that, fails naming `what`
+ * was awaited, so a bug fails the test instead of hanging the run. The
+ * promise itself cannot be cancelled: `onTimeout` may end what it waits on
+ * (e.g. kill a child process); a rejection after the bound is ignored.
+ */
+export function within<T>(
+  promise: Promise<T>,
+  timeoutMs = WAIT_MS,
+  what = "a promise",
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      try {
+        onTimeout?.();
+      } catch {
+        // e.g. the process exited meanwhile: the bound failed all the same
+      }
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+    }, timeoutMs);
+  });
+  promise.catch(() => {});
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}

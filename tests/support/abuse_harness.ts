@@ -1,0 +1,200 @@
+// deno-lint-ignore-file no-explicit-any
+/**
+ * A relay assembled from its parts (as relay/relay.ts does) in front of the
+ * Echo backend, over the embedded pipe or a real reverse tunnel, exposing
+ * the proxy (limits, open calls) and the backend for abuse tests. The client
+ * listener advertises ADVERTISED_MAX_STREAMS, as the production listener
+ * must (see relay/stream_limits.ts), so a client that exceeds the
+ * per-connection limit is refused stream by stream.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import http2 from "node:http2";
+import { createLogger } from "../../core/log.ts";
+import { certPem, RevocationList } from "../../core/pki/mod.ts";
+import { Backend } from "../../relay/backend.ts";
+import { createClientServer } from "../../relay/client_listener.ts";
+import { DeviceAuth } from "../../relay/device_auth.ts";
+import { createProxy, type ProxyHandler, type ProxyOptions } from "../../relay/proxy.ts";
+import { ADVERTISED_MAX_STREAMS } from "../../relay/stream_limits.ts";
+import { type BackendTransport, embeddedTransport } from "../../relay/transport.ts";
+import { type EchoBackend, echoPkg, startEchoBackend } from "./echo_backend.ts";
+import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
+import { startTunnel, type TunnelFixture } from "./tunnel_fixture.ts";
+
+export interface AbuseRelay {
+  kind: "embedded" | "tunnel";
+  fleet: Fleet;
+  echo: EchoBackend;
+  backend: Backend;
+  proxy: ProxyHandler;
+  port: number;
+  revoked: RevocationList;
+  tunnel?: TunnelFixture;
+  /** Tunnel only: the serials the controller's next policy push revokes (mutate, then push). */
+  revokedSerials: string[];
+  device: IssuedLeaf;
+  logs: string[];
+  /** A grpc-js Echo client (device certificate by default, null for none). */
+  client(leaf?: IssuedLeaf | null): any;
+  close(): Promise<void>;
+}
+
+export async function abuseRelay(
+  kind: "embedded" | "tunnel",
+  opts: Partial<Pick<ProxyOptions, "limits" | "abandonedClaimMs" | "revocationSweepMs">> = {},
+): Promise<AbuseRelay> {
+  const fleet = await makeFleet();
+  const echo = await startEchoBackend(fleet);
+  const relayLeaf = await fleet.issue({ kind: "relay", hosts: ["localhost", "127.0.0.1"] });
+  const device = await fleet.issue({ kind: "device", name: "legit phone" });
+  let tunnel: TunnelFixture | undefined;
+  let transport: BackendTransport;
+  let revoked: RevocationList;
+  const revokedSerials: string[] = [];
+  if (kind === "tunnel") {
+    tunnel = await startTunnel((c) => echo.accept(c), fleet, relayLeaf, { revokedSerials });
+    transport = tunnel.transport;
+    revoked = tunnel.policy.revoked; // the relay's policy: pushes replace it
+  } else {
+    transport = embeddedTransport((c) => echo.acceptInProcess(c));
+    revoked = new RevocationList();
+  }
+  const logs: string[] = [];
+  const log = createLogger("relay", { sink: (l) => logs.push(l) });
+  const devices = new DeviceAuth(fleet.trust, revoked);
+  const backend = new Backend(transport, {
+    certPem: relayLeaf.chainPem,
+    keyPem: relayLeaf.keyPem,
+    caPem: fleet.rootPem + certPem(fleet.pki.fleet.cert),
+    trust: fleet.trust,
+    revoked,
+  }, log);
+  transport.onChange?.(() => backend.reset());
+  const proxy = createProxy({ backend, devices, log, ...opts });
+  const server = createClientServer({
+    certPem: relayLeaf.chainPem,
+    keyPem: relayLeaf.keyPem,
+    deviceCaPem: certPem(fleet.pki.device.cert),
+    devices,
+    onStream: proxy,
+    log,
+  });
+  server.updateSettings({ maxConcurrentStreams: ADVERTISED_MAX_STREAMS });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const port = (server.address() as { port: number }).port;
+  const clients: any[] = [];
+  return {
+    kind,
+    fleet,
+    echo,
+    backend,
+    proxy,
+    port,
+    revoked,
+    tunnel,
+    revokedSerials,
+    device,
+    logs,
+    client(leaf: IssuedLeaf | null = device) {
+      const c = new echoPkg.Echo(
+        `localhost:${port}`,
+        grpc.credentials.createSsl(
+          Buffer.from(fleet.rootPem),
+          leaf ? Buffer.from(leaf.keyPem) : null,
+          leaf ? Buffer.from(leaf.chainPem) : null,
+        ),
+        { "grpc.enable_retries": 0 },
+      );
+      clients.push(c);
+      return c;
+    },
+    async close() {
+      for (const c of clients) c.close();
+      for (const s of sessions) s.destroy();
+      backend.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await transport.close?.();
+      echo.close();
+    },
+  };
+}
+
+/**
+ * A legitimate device's bidi call kept open across an attack: each ping
+ * must come back, and the call must end OK.
+ */
+export function legitBidi(client: any) {
+  const call = client.Bidi();
+  const replies: string[] = [];
+  const waiters: { text: string; resolve: () => void }[] = [];
+  let status: grpc.StatusObject | undefined;
+  const ended = new Promise<grpc.StatusObject>((resolve) =>
+    call.on("status", (s: grpc.StatusObject) => {
+      status = s;
+      resolve(s);
+    })
+  );
+  call.on("error", () => {});
+  call.on("data", (m: any) => {
+    replies.push(m.text);
+    for (const w of [...waiters]) {
+      if (m.text === w.text.toUpperCase()) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  });
+  return {
+    replies,
+    /** The call's final status. */
+    ended,
+    /** Sends `text` and waits (bounded) for its echo; fails if the call ended. */
+    ping(text: string, timeoutMs = 10_000): Promise<void> {
+      if (status) {
+        return Promise.reject(
+          new Error(`legit call already ended: ${status.code} ${status.details}`),
+        );
+      }
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no echo of ${text} within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        waiters.push({
+          text,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+        ended.then((s) => {
+          clearTimeout(timer);
+          reject(new Error(`legit call ended during ping: ${s.code} ${s.details}`));
+        });
+        call.write({ text });
+      });
+    },
+    async end(): Promise<grpc.StatusObject> {
+      call.end();
+      return await ended;
+    },
+  };
+}
+
+/** Promise of one unary Echo call. */
+export function unaryEcho(client: any, text: string): Promise<any> {
+  return new Promise((resolve, reject) =>
+    client.Unary(
+      { text },
+      new grpc.Metadata(),
+      { deadline: Date.now() + 15_000 },
+      (err: any, res: any) => (err ? reject(err) : resolve(res)),
+    )
+  );
+}
