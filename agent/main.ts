@@ -1,5 +1,7 @@
 // `deno task agent …`: the node agent.
-import { processIo } from "../relay/cli_support.ts";
+import { processIo, stopSignal } from "../relay/cli_support.ts";
 import { runAgentCli } from "./cli.ts";
 
-Deno.exit(await runAgentCli(Deno.args, processIo, (n) => Deno.env.get(n)));
+Deno.exit(
+  await runAgentCli(Deno.args, { ...processIo, stopped: stopSignal() }, (n) => Deno.env.get(n)),
+);

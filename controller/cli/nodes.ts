@@ -1,11 +1,74 @@
 /**
- * `cox nodes list|show|remove|policy`. Nodes are recorded by SSH onboarding
- * (`nodes add`, later); these commands read and change what is recorded.
+ * `cox nodes add|list|show|remove|policy`. Nodes are recorded by SSH
+ * onboarding (`nodes add`); the other commands read and change what is
+ * recorded.
  */
 import type { CliIo } from "../../relay/cli_support.ts";
+import { onboardNode } from "../onboarding/node.ts";
 import { type Node, type NodePolicy, Nodes } from "../service/nodes.ts";
+import { parseHostKeyLine } from "../ssh/host_key.ts";
 import { formatTable, UsageError, yesNo } from "./format.ts";
+import { type CoxIo, onboardingFlags, printProgress, rerunCommand } from "./onboarding_io.ts";
 import { withService } from "./with_state.ts";
+
+export interface NodesAddFlags {
+  name?: string;
+  region?: string;
+  passwordStdin: boolean;
+  sudo: boolean;
+  acceptHostKey?: string;
+  installScript?: string;
+  dir?: string;
+}
+
+/**
+ * Onboards a node over SSH, printing each step as it happens; a re-run of
+ * the same command resumes a failed onboarding.
+ */
+export async function nodesAdd(
+  state: string,
+  targetText: string,
+  flags: NodesAddFlags,
+  actor: string,
+  io: CoxIo,
+): Promise<number> {
+  const { target, credentials, sudo } = await onboardingFlags(
+    targetText,
+    flags.passwordStdin,
+    flags.sudo,
+    io,
+  );
+  const result = await withService(state, (_svc, st) =>
+    onboardNode(st, actor, {
+      target,
+      name: flags.name,
+      region: flags.region,
+      credentials,
+      sudo,
+      acceptHostKey: flags.acceptHostKey,
+      setup: {
+        ...(flags.installScript ? { installScript: flags.installScript } : {}),
+        ...(flags.dir ? { dir: flags.dir } : {}),
+      },
+      rerun: rerunCommand(`nodes add ${targetText}`, state, [
+        ["name", flags.name],
+        ["region", flags.region],
+        ["sudo", flags.sudo],
+        ["password-stdin", flags.passwordStdin],
+        ["install-script", flags.installScript],
+        ["dir", flags.dir],
+      ]),
+      onProgress: printProgress(io),
+    }));
+  const n = result.node;
+  io.out(
+    `node ${n.name} onboarded (${n.sshUser}@${n.host}:${n.sshPort}): host key ${result.hostKey.fingerprint}, ` +
+      `certificate serial ${result.serial}${
+        result.certificateReused ? " (reused)" : ""
+      }, status ${n.status}\n`,
+  );
+  return 0;
+}
 
 export async function nodesList(state: string, io: CliIo): Promise<number> {
   const nodes = await withService(state, (svc) => new Nodes(svc).list());
@@ -31,6 +94,15 @@ export async function nodesList(state: string, io: CliIo): Promise<number> {
   return 0;
 }
 
+function hostKeyText(line: string): string {
+  try {
+    const k = parseHostKeyLine(line);
+    return `${k.fingerprint} (${k.type})`;
+  } catch {
+    return line.slice(0, 80);
+  }
+}
+
 function describe(n: Node): string {
   const o = n.obfuscation;
   const lines: [string, string][] = [
@@ -38,7 +110,15 @@ function describe(n: Node): string {
     ["name", n.name],
     ["host", n.host],
     ["ssh", `${n.sshUser}@${n.host}:${n.sshPort}`],
-    ["ssh host key", n.sshHostKey ?? "not pinned yet"],
+    ["ssh host key", n.sshHostKey ? hostKeyText(n.sshHostKey) : "not pinned yet"],
+    [
+      "onboarding",
+      n.onboarding === null
+        ? "-"
+        : `${n.onboarding}${n.onboardingStep ? ` (step ${n.onboardingStep})` : ""}${
+          n.onboardingError ? `: ${n.onboardingError}` : ""
+        }`,
+    ],
     ["control port", String(n.controlPort)],
     ["region", n.region ?? "-"],
     ["via relay", n.viaRelay ?? "direct"],

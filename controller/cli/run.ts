@@ -5,17 +5,15 @@ import { auditTailCmd, auditVerify, MAX_TAIL } from "./audit.ts";
 import { caExport } from "./ca.ts";
 import { onOff, UsageError, wholeNumber } from "./format.ts";
 import { initState } from "./init.ts";
-import { nodesList, nodesPolicy, nodesRemove, nodesShow } from "./nodes.ts";
+import { nodesAdd, nodesList, nodesPolicy, nodesRemove, nodesShow } from "./nodes.ts";
+import type { CoxIo } from "./onboarding_io.ts";
 import { relaySign, relaysList } from "./relay.ts";
+import { relaysAdd } from "./relays.ts";
 import { settingsList, settingsPreset } from "./settings.ts";
+import { sshKey } from "./ssh_key.ts";
 import { usersAdd, usersList } from "./users.ts";
 import { cliActor } from "./with_state.ts";
-import {
-  type CliIo,
-  commandMistake,
-  parseCommandLine,
-  withCliErrors,
-} from "../../relay/cli_support.ts";
+import { commandMistake, parseCommandLine, withCliErrors } from "../../relay/cli_support.ts";
 
 const USAGE = `usage: cox <command> [flags]
 
@@ -30,7 +28,17 @@ commands:
                                           sign a relay's CSR and record the relay; with
                                           --out-dir, write relay.crt, ca.crt, fleet-ca.crt,
                                           device-ca.crt
+  relays add USER@HOST[:PORT] [--hosts H[,H...]] [--tunnel-port N] [ssh flags]
+                                          onboard a remote relay over SSH: install, key
+                                          and CSR made on the relay, certificate, start;
+                                          a running controller then dials its tunnel
   relays list                             the recorded relays
+  ssh-key                                 print the controller's SSH public key (made on
+                                          first use); put it in the host's authorized_keys
+  nodes add USER@HOST[:PORT] [--name N] [--region R] [ssh flags]
+                                          onboard a node over SSH: install the agent, key
+                                          and CSR made on the node, certificate, start,
+                                          wait for NodeControl; re-run to resume
   nodes list                              the recorded nodes
   nodes show NODE                         one node (by name or id)
   nodes policy NODE [--forwarding on|off] [--masquerade on|off] [--isolation on|off]
@@ -41,6 +49,18 @@ commands:
   audit verify                            prove the audit log's hash chain; exit 1 naming
                                           the first broken entry
   audit tail [-n N]                       the last N audit entries (default 20)
+
+ssh flags (nodes add, relays add):
+  --password-stdin                log in with the password read from stdin (default: the
+                                  controller's key); it also answers sudo
+  --sudo                          the user is not root: run every command through sudo
+  --accept-new-host-key SHA256:…  accept this host key although another one is pinned
+                                  (after checking it on the host's console)
+  --install-script FILE           install script to upload and run (default
+                                  deploy/install-agent.sh / deploy/install-relay.sh)
+  --dir DIR                       directory for key, CSR and certificates on the host
+                                  (default /var/lib/pharos-agent / /etc/pharos-relay)
+The host key is pinned on first contact; a changed one is refused before logging in.
 
 global flags:
   --state DIR     state directory (env PHAROS_STATE, default ./state); every command but
@@ -58,7 +78,7 @@ interface Ctx {
   args: string[];
   values: Values;
   actor: string;
-  io: CliIo;
+  io: CoxIo;
 }
 
 interface Command {
@@ -70,6 +90,18 @@ interface Command {
 }
 
 const str = (v: Values, k: string) => v[k] as string | undefined;
+
+const SSH_FLAGS = ["password-stdin", "sudo", "accept-new-host-key", "install-script", "dir"];
+
+function sshFlags(v: Values) {
+  return {
+    passwordStdin: v["password-stdin"] === true,
+    sudo: v.sudo === true,
+    acceptHostKey: str(v, "accept-new-host-key"),
+    installScript: str(v, "install-script"),
+    dir: str(v, "dir"),
+  };
+}
 
 const COMMANDS: Record<string, Command> = {
   init: {
@@ -107,6 +139,39 @@ const COMMANDS: Record<string, Command> = {
       ),
   },
   "relays list": { params: [], flags: [], run: (c) => relaysList(c.state, c.io) },
+  "relays add": {
+    params: ["USER@HOST[:PORT]"],
+    flags: ["hosts", "tunnel-port", ...SSH_FLAGS],
+    run: (c) =>
+      relaysAdd(
+        c.state,
+        c.args[0],
+        {
+          hosts: str(c.values, "hosts"),
+          tunnelPort: str(c.values, "tunnel-port"),
+          ...sshFlags(c.values),
+        },
+        c.actor,
+        c.io,
+      ),
+  },
+  "ssh-key": { params: [], flags: [], run: (c) => sshKey(c.state, c.actor, c.io) },
+  "nodes add": {
+    params: ["USER@HOST[:PORT]"],
+    flags: ["name", "region", ...SSH_FLAGS],
+    run: (c) =>
+      nodesAdd(
+        c.state,
+        c.args[0],
+        {
+          name: str(c.values, "name"),
+          region: str(c.values, "region"),
+          ...sshFlags(c.values),
+        },
+        c.actor,
+        c.io,
+      ),
+  },
   "nodes list": { params: [], flags: [], run: (c) => nodesList(c.state, c.io) },
   "nodes show": { params: ["NODE"], flags: [], run: (c) => nodesShow(c.state, c.args[0], c.io) },
   "nodes policy": {
@@ -157,7 +222,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 const GLOBAL_FLAGS = ["state", "config", "help"];
-const BOOLEAN_FLAGS = ["personal", "enterprise", "admin"];
+const BOOLEAN_FLAGS = ["personal", "enterprise", "admin", "password-stdin", "sudo"];
 
 /** The command named by the first one or two words, and the words after it. */
 function findCommand(words: string[]): { name: string; args: string[] } | undefined {
@@ -170,7 +235,7 @@ function findCommand(words: string[]): { name: string; args: string[] } | undefi
 
 export async function runCli(
   args: string[],
-  io: CliIo,
+  io: CoxIo,
   env: (n: string) => string | undefined,
 ): Promise<number> {
   const flags = [...new Set(Object.values(COMMANDS).flatMap((c) => c.flags))];

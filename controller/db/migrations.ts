@@ -209,4 +209,48 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: "SSH onboarding: controller SSH key, onboarding state of nodes and relays",
+    sql: `
+      -- The controller's own SSH key (only for installing agents and relays). The
+      -- private part (the Ed25519 seed) is sealed with secret.key like the CA keys.
+      CREATE TABLE ssh_keys (
+        name TEXT PRIMARY KEY CHECK (name = 'controller'),
+        algorithm TEXT NOT NULL CHECK (algorithm = 'ssh-ed25519'),
+        -- "ssh-ed25519 AAAA... comment", as authorized_keys takes it
+        public_key TEXT NOT NULL,
+        -- "SHA256:..." as ssh-keygen -lf prints it
+        fingerprint TEXT NOT NULL,
+        key_sealed BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL
+      );
+
+      -- SSH onboarding (cox nodes add / relays add). onboarding: NULL = never onboarded
+      -- over SSH, else where it stands; onboarding_step names the step that failed (or
+      -- the last one reached); the issued certificate (PEM) lets a re-run reuse it.
+      ALTER TABLE nodes ADD COLUMN onboarding TEXT
+        CHECK (onboarding IS NULL OR onboarding IN ('onboarding', 'failed', 'done'));
+      ALTER TABLE nodes ADD COLUMN onboarding_step TEXT;
+      ALTER TABLE nodes ADD COLUMN onboarding_error TEXT;
+      ALTER TABLE nodes ADD COLUMN cert_pem TEXT;
+      -- when onboarding first finished (a later re-run that fails does not undo it)
+      ALTER TABLE nodes ADD COLUMN onboarded_at TEXT;
+
+      ALTER TABLE relays ADD COLUMN ssh_user TEXT;
+      ALTER TABLE relays ADD COLUMN ssh_port INTEGER CHECK (ssh_port IS NULL OR ssh_port BETWEEN 1 AND 65535);
+      -- the SSH host key pinned on first contact ("ssh-ed25519 AAAA..."); NULL before
+      ALTER TABLE relays ADD COLUMN ssh_host_key TEXT;
+      -- JSON list of the names/IPs in the relay certificate
+      ALTER TABLE relays ADD COLUMN cert_hosts TEXT;
+      ALTER TABLE relays ADD COLUMN cert_pem TEXT;
+      ALTER TABLE relays ADD COLUMN onboarding TEXT
+        CHECK (onboarding IS NULL OR onboarding IN ('onboarding', 'failed', 'done'));
+      ALTER TABLE relays ADD COLUMN onboarding_step TEXT;
+      ALTER TABLE relays ADD COLUMN onboarding_error TEXT;
+      ALTER TABLE relays ADD COLUMN onboarded_at TEXT;
+    `,
+  },
 ];

@@ -17,6 +17,8 @@ import type { Actor, Service } from "./service.ts";
 import { hostField } from "./validate.ts";
 
 export type NodeStatus = "pending" | "active" | "unreachable" | "disabled";
+/** Where SSH onboarding stands; null when the node was never onboarded over SSH. */
+export type OnboardingState = "onboarding" | "failed" | "done";
 
 export interface NodePolicy {
   forwarding: boolean;
@@ -38,8 +40,16 @@ export interface Node extends NodePolicy {
   endpoints: PortRangeForward[];
   obfuscation: AwgObfuscation;
   certSerial: string | null;
+  /** The node certificate issued at onboarding (leaf PEM). */
+  certPem: string | null;
   desiredRevision: number;
   appliedRevision: number;
+  onboarding: OnboardingState | null;
+  /** The step that failed (or the last one reached). */
+  onboardingStep: string | null;
+  onboardingError: string | null;
+  /** When onboarding first finished; null if it never did. */
+  onboardedAt: Date | null;
   createdAt: Date;
   version: number;
   updatedAt: Date;
@@ -62,8 +72,13 @@ interface Row {
   endpoints: string;
   obfuscation: string;
   cert_serial: string | null;
+  cert_pem: string | null;
   desired_revision: number;
   applied_revision: number;
+  onboarding: OnboardingState | null;
+  onboarding_step: string | null;
+  onboarding_error: string | null;
+  onboarded_at: string | null;
   created_at: string;
   version: number;
   updated_at: string;
@@ -87,8 +102,13 @@ function fromRow(r: Row): Node {
     endpoints: JSON.parse(r.endpoints),
     obfuscation: JSON.parse(r.obfuscation),
     certSerial: r.cert_serial,
+    certPem: r.cert_pem ?? null,
     desiredRevision: r.desired_revision,
     appliedRevision: r.applied_revision,
+    onboarding: r.onboarding ?? null,
+    onboardingStep: r.onboarding_step ?? null,
+    onboardingError: r.onboarding_error ?? null,
+    onboardedAt: r.onboarded_at ? new Date(r.onboarded_at) : null,
     createdAt: new Date(r.created_at),
     version: r.version,
     updatedAt: new Date(r.updated_at),
@@ -108,6 +128,21 @@ export interface NewNode {
   sshUser?: string;
   region?: string;
   viaRelay?: string;
+}
+
+/** A node to onboard over SSH; without a name, one is made from the host. */
+export interface OnboardNode {
+  name?: string;
+  host: string;
+  sshPort: number;
+  sshUser: string;
+  region?: string;
+}
+
+/** A node name made from a host: `203.0.113.7` → `203-0-113-7`, `a.example.net` → `a-example-net`. */
+export function nameFromHost(host: string): string {
+  const n = host.toLowerCase().replace(/[^a-z0-9]+/g, "-").slice(0, 63).replace(/^-+|-+$/g, "");
+  return n === "" ? "node" : n;
 }
 
 /** The row a mutation started from; gone (removed meanwhile) is `not-found`. */
@@ -142,6 +177,14 @@ export class Nodes {
     return row ? fromRow(row) : undefined;
   }
 
+  /** The (oldest) node at this SSH host and port. */
+  byAddress(host: string, sshPort: number): Node | undefined {
+    const row = this.db.prepare(
+      "SELECT * FROM nodes WHERE host = ? AND ssh_port = ? ORDER BY created_at LIMIT 1",
+    ).get(host, sshPort) as Row | undefined;
+    return row ? fromRow(row) : undefined;
+  }
+
   /** Like find, but a missing node is a `not-found` error naming the reference. */
   require(ref: string): Node {
     const node = this.find(ref);
@@ -161,9 +204,9 @@ export class Nodes {
   create(actor: Actor, input: NewNode): Node {
     check(
       NAME.test(input.name) && !UUID.test(input.name),
-      `node name "${
-        input.name.slice(0, 80)
-      }": use a-z, 0-9 and inner "-", at most 63, not shaped like an id`,
+      `node name ${
+        JSON.stringify(input.name.slice(0, 80))
+      }: use a-z, 0-9 and inner "-", at most 63, not shaped like an id`,
     );
     const host = hostField(input.host, "node host");
     const sshPort = input.sshPort ?? 22;
@@ -172,10 +215,13 @@ export class Nodes {
       `SSH port ${sshPort}: use 1-65535`,
     );
     const sshUser = input.sshUser ?? "root";
-    check(SSH_USER.test(sshUser), `SSH user "${sshUser.slice(0, 40)}" is not a user name`);
+    check(
+      SSH_USER.test(sshUser),
+      `SSH user ${JSON.stringify(sshUser.slice(0, 40))} is not a user name`,
+    );
     check(
       input.region === undefined || REGION.test(input.region),
-      `region "${input.region}": use a code like fra1 or eu-central-1`,
+      `region ${JSON.stringify(input.region?.slice(0, 40))}: use a code like fra1 or eu-central-1`,
     );
     const id = crypto.randomUUID();
     this.service.mutate(
@@ -258,6 +304,146 @@ export class Nodes {
       },
     );
     return this.require(node.id);
+  }
+
+  /**
+   * Starts (or resumes) SSH onboarding. By name when given, else by host and
+   * SSH port: an existing row is resumed (state `onboarding`); a row whose
+   * onboarding never finished may be pointed at another host or user (its
+   * host-key pin is then dropped); a finished one keeps its address (remove
+   * it first). No row: a new one (status pending) is created.
+   */
+  beginOnboarding(actor: Actor, input: OnboardNode): Node {
+    const host = hostField(input.host, "node host");
+    check(
+      Number.isInteger(input.sshPort) && input.sshPort >= 1 && input.sshPort <= 65535,
+      `SSH port ${input.sshPort}: use 1-65535`,
+    );
+    check(
+      SSH_USER.test(input.sshUser),
+      `SSH user ${JSON.stringify(input.sshUser.slice(0, 40))} is not a user name`,
+    );
+    const node = input.name !== undefined
+      ? this.find(input.name)
+      : this.byAddress(host, input.sshPort);
+    if (!node) {
+      return this.service.transaction(() => {
+        const created = this.create(actor, {
+          name: input.name ?? nameFromHost(host),
+          host,
+          sshPort: input.sshPort,
+          sshUser: input.sshUser,
+          region: input.region,
+        });
+        this.service.mutate(
+          {
+            actor,
+            action: "node.onboard",
+            target: { type: "node", id: created.id },
+            expectVersion: created.version,
+          },
+          (tx) => tx.update({ onboarding: "onboarding" }),
+        );
+        return this.require(created.id);
+      });
+    }
+    const moved = node.host !== host || node.sshPort !== input.sshPort;
+    if ((moved || node.sshUser !== input.sshUser) && node.onboarding === "done") {
+      throw new ServiceError(
+        "exists",
+        `node ${node.name} was onboarded as ${node.sshUser}@${node.host}:${node.sshPort}; ` +
+          `to move it, "cox nodes remove ${node.name}" first, or choose another --name`,
+      );
+    }
+    this.service.mutate(
+      {
+        actor,
+        action: "node.onboard",
+        target: { type: "node", id: node.id },
+        expectVersion: node.version,
+      },
+      (tx) => {
+        const cur = current(tx.current, node.id);
+        const changes: Record<string, string | number | null> = {};
+        if (cur.onboarding !== "onboarding") changes.onboarding = "onboarding";
+        if (cur.host !== host) changes.host = host;
+        if (cur.sshPort !== input.sshPort) changes.ssh_port = input.sshPort;
+        if (cur.sshUser !== input.sshUser) changes.ssh_user = input.sshUser;
+        if (moved && cur.sshHostKey !== null) changes.ssh_host_key = null;
+        if (Object.keys(changes).length > 0) tx.update(changes);
+      },
+    );
+    return this.require(node.id);
+  }
+
+  /** Records the SSH host key (pinned line) seen and accepted at onboarding. */
+  pinHostKey(actor: Actor, id: string, line: string): Node {
+    this.service.mutate(
+      { actor, action: "node.pin_host_key", target: { type: "node", id } },
+      (tx) => {
+        if (current(tx.current, id).sshHostKey !== line) tx.update({ ssh_host_key: line });
+      },
+    );
+    return this.require(id);
+  }
+
+  /**
+   * Records the certificate issued at onboarding; a different earlier
+   * certificate of the node is revoked in the same transaction.
+   */
+  certified(actor: Actor, id: string, serial: string, certPem: string, notAfter?: Date): Node {
+    this.service.transaction(() => {
+      const before = this.service.mutate(
+        { actor, action: "node.certify", target: { type: "node", id } },
+        (tx) => {
+          const cur = current(tx.current, id);
+          tx.update({ cert_serial: serial, cert_pem: certPem });
+          return cur;
+        },
+      );
+      if (before.certSerial !== null && before.certSerial !== serial) {
+        recordRevocation(this.service, actor, before.certSerial, "node", {
+          subject: `node ${before.name}`,
+          reason: "replaced at onboarding",
+          notAfter,
+        });
+      }
+    });
+    return this.require(id);
+  }
+
+  /** Onboarding stopped at `step` with `error` (a re-run resumes). */
+  onboardingFailed(actor: Actor, id: string, step: string, error: string): Node {
+    this.service.mutate(
+      { actor, action: "node.onboard_failed", target: { type: "node", id } },
+      (tx) => {
+        current(tx.current, id);
+        tx.update({
+          onboarding: "failed",
+          onboarding_step: step,
+          onboarding_error: error.slice(0, 2000),
+        });
+      },
+    );
+    return this.require(id);
+  }
+
+  /** Onboarding finished: the agent answers; the node becomes active. */
+  onboarded(actor: Actor, id: string, lastStep: string): Node {
+    this.service.mutate(
+      { actor, action: "node.onboarded", target: { type: "node", id } },
+      (tx) => {
+        const cur = current(tx.current, id);
+        tx.update({
+          onboarding: "done",
+          onboarding_step: lastStep,
+          onboarding_error: null,
+          onboarded_at: cur.onboardedAt?.toISOString() ?? tx.now,
+          status: cur.status === "disabled" ? "disabled" : "active",
+        });
+      },
+    );
+    return this.require(id);
   }
 
   /** Deletes a node; its certificate (if it has one) is revoked in the same transaction. */

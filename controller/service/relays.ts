@@ -5,12 +5,15 @@
  */
 import { RevocationList } from "../../core/pki/mod.ts";
 import type { Db } from "../db/sqlite.ts";
+import { recordRevocation } from "../revocation.ts";
 import { ServiceError } from "./errors.ts";
 import type { Actor, Service } from "./service.ts";
 import { hostField } from "./validate.ts";
 
 export type RelayKind = "pharos" | "original";
 export type RelayStatus = "pending" | "up" | "down" | "revoked";
+/** Where SSH onboarding stands; null when the relay was never onboarded over SSH. */
+export type RelayOnboardingState = "onboarding" | "failed" | "done";
 
 export interface Relay {
   id: string;
@@ -19,6 +22,16 @@ export interface Relay {
   certSerial: string | null;
   kind: RelayKind;
   status: RelayStatus;
+  sshUser: string | null;
+  sshPort: number | null;
+  sshHostKey: string | null;
+  /** Names/IPs in the certificate issued at onboarding. */
+  certHosts: string[];
+  certPem: string | null;
+  onboarding: RelayOnboardingState | null;
+  onboardingStep: string | null;
+  onboardingError: string | null;
+  onboardedAt: Date | null;
   createdAt: Date;
   version: number;
   updatedAt: Date;
@@ -31,6 +44,15 @@ interface Row {
   cert_serial: string | null;
   kind: RelayKind;
   status: RelayStatus;
+  ssh_user: string | null;
+  ssh_port: number | null;
+  ssh_host_key: string | null;
+  cert_hosts: string | null;
+  cert_pem: string | null;
+  onboarding: RelayOnboardingState | null;
+  onboarding_step: string | null;
+  onboarding_error: string | null;
+  onboarded_at: string | null;
   created_at: string;
   version: number;
   updated_at: string;
@@ -44,10 +66,64 @@ function fromRow(r: Row): Relay {
     certSerial: r.cert_serial,
     kind: r.kind,
     status: r.status,
+    sshUser: r.ssh_user ?? null,
+    sshPort: r.ssh_port ?? null,
+    sshHostKey: r.ssh_host_key ?? null,
+    certHosts: r.cert_hosts ? JSON.parse(r.cert_hosts) : [],
+    certPem: r.cert_pem ?? null,
+    onboarding: r.onboarding ?? null,
+    onboardingStep: r.onboarding_step ?? null,
+    onboardingError: r.onboarding_error ?? null,
+    onboardedAt: r.onboarded_at ? new Date(r.onboarded_at) : null,
     createdAt: new Date(r.created_at),
     version: r.version,
     updatedAt: new Date(r.updated_at),
   };
+}
+
+/** Where the controller dials a relay's reverse tunnel. */
+export interface RelayTunnelTarget {
+  id: string;
+  host: string;
+  port: number;
+  kind: RelayKind;
+  /** `host:port` (IPv6 bracketed), as `--relay-tunnels` takes it. */
+  target: string;
+}
+
+/**
+ * The relays the running controller should hold a tunnel to: every relay
+ * with a certificate, except one whose first SSH onboarding has not
+ * finished (a later re-run that fails does not drop it). Revoked relays
+ * stay listed: the tunnel client decides (it dials them slowly and refuses
+ * them until they present a new certificate). Cheap enough to poll.
+ */
+export function relayTunnelTargets(db: Db): RelayTunnelTarget[] {
+  const rows = db.prepare(
+    `SELECT id, host, tunnel_port, kind FROM relays
+     WHERE cert_serial IS NOT NULL AND (onboarding IS NULL OR onboarded_at IS NOT NULL)
+     ORDER BY host`,
+  ).all() as unknown as { id: string; host: string; tunnel_port: number; kind: RelayKind }[];
+  return rows.map((r) => ({
+    id: r.id,
+    host: r.host,
+    port: r.tunnel_port,
+    kind: r.kind,
+    target: r.host.includes(":") ? `[${r.host}]:${r.tunnel_port}` : `${r.host}:${r.tunnel_port}`,
+  }));
+}
+
+export interface OnboardRelay {
+  host: string;
+  sshPort: number;
+  sshUser: string;
+  /** Where the relay's tunnel listener is reached (default 8444). */
+  tunnelPort?: number;
+}
+
+function current(row: unknown, id: string): Relay {
+  if (row === undefined) throw new ServiceError("not-found", `relay ${id} was removed meanwhile`);
+  return fromRow(row as Row);
 }
 
 export class Relays {
@@ -67,6 +143,151 @@ export class Relays {
       | Row
       | undefined;
     return row ? fromRow(row) : undefined;
+  }
+
+  require(id: string): Relay {
+    const row = this.db.prepare("SELECT * FROM relays WHERE id = ?").get(id) as Row | undefined;
+    if (!row) throw new ServiceError("not-found", `no relay ${id}; "cox relays list" shows them`);
+    return fromRow(row);
+  }
+
+  /**
+   * Starts (or resumes) SSH onboarding of the relay at `host` (one row per
+   * host). A finished one keeps its SSH user and port (a different one is
+   * refused); otherwise they are updated, and a new port drops the pin.
+   */
+  beginOnboarding(actor: Actor, input: OnboardRelay): Relay {
+    const host = hostField(input.host, "relay host");
+    if (!Number.isInteger(input.sshPort) || input.sshPort < 1 || input.sshPort > 65535) {
+      throw new ServiceError("invalid", `SSH port ${input.sshPort}: use 1-65535`);
+    }
+    if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(input.sshUser)) {
+      throw new ServiceError(
+        "invalid",
+        `SSH user "${input.sshUser.slice(0, 40)}" is not a user name`,
+      );
+    }
+    const tunnelPort = input.tunnelPort;
+    if (
+      tunnelPort !== undefined &&
+      (!Number.isInteger(tunnelPort) || tunnelPort < 1 || tunnelPort > 65535)
+    ) {
+      throw new ServiceError("invalid", `tunnel port ${tunnelPort}: use 1-65535`);
+    }
+    const existing = this.byHost(host);
+    const id = existing?.id ?? crypto.randomUUID();
+    if (
+      existing?.onboarding === "done" &&
+      (existing.sshUser !== input.sshUser || existing.sshPort !== input.sshPort)
+    ) {
+      throw new ServiceError(
+        "exists",
+        `relay ${host} was onboarded as ${existing.sshUser}@${host}:${existing.sshPort}; ` +
+          "use the same user and port to update it",
+      );
+    }
+    this.service.mutate(
+      {
+        actor,
+        action: existing ? "relay.onboard" : "relay.create",
+        target: { type: "relay", id },
+        expectVersion: existing?.version ?? 0,
+      },
+      (tx) => {
+        if (!existing) {
+          tx.insert({
+            host,
+            ssh_user: input.sshUser,
+            ssh_port: input.sshPort,
+            tunnel_port: tunnelPort ?? 8444,
+            onboarding: "onboarding",
+            created_at: tx.now,
+          });
+          return;
+        }
+        const cur = current(tx.current, id);
+        const changes: Record<string, string | number | null> = {};
+        if (cur.onboarding !== "onboarding") changes.onboarding = "onboarding";
+        if (cur.sshUser !== input.sshUser) changes.ssh_user = input.sshUser;
+        if (cur.sshPort !== input.sshPort) {
+          changes.ssh_port = input.sshPort;
+          if (cur.sshHostKey !== null) changes.ssh_host_key = null;
+        }
+        if (tunnelPort !== undefined && cur.tunnelPort !== tunnelPort) {
+          changes.tunnel_port = tunnelPort;
+        }
+        if (Object.keys(changes).length > 0) tx.update(changes);
+      },
+    );
+    return this.require(id);
+  }
+
+  pinHostKey(actor: Actor, id: string, line: string): Relay {
+    this.service.mutate(
+      { actor, action: "relay.pin_host_key", target: { type: "relay", id } },
+      (tx) => {
+        if (current(tx.current, id).sshHostKey !== line) tx.update({ ssh_host_key: line });
+      },
+    );
+    return this.require(id);
+  }
+
+  /** The certificate issued at onboarding; a different earlier one is revoked with it. */
+  certifiedOnboarding(
+    actor: Actor,
+    id: string,
+    cert: { serial: string; pem: string; hosts: string[]; notAfter?: Date },
+  ): Relay {
+    const s = RevocationList.normalize(cert.serial);
+    this.service.transaction(() => {
+      const before = this.service.mutate(
+        { actor, action: "relay.certify", target: { type: "relay", id } },
+        (tx) => {
+          const cur = current(tx.current, id);
+          tx.update({ cert_serial: s, cert_pem: cert.pem, cert_hosts: JSON.stringify(cert.hosts) });
+          return cur;
+        },
+      );
+      if (before.certSerial !== null && before.certSerial !== s) {
+        recordRevocation(this.service, actor, before.certSerial, "relay", {
+          subject: `relay ${before.host}`,
+          reason: "replaced at onboarding",
+          notAfter: cert.notAfter,
+        });
+      }
+    });
+    return this.require(id);
+  }
+
+  onboardingFailed(actor: Actor, id: string, step: string, error: string): Relay {
+    this.service.mutate(
+      { actor, action: "relay.onboard_failed", target: { type: "relay", id } },
+      (tx) => {
+        current(tx.current, id);
+        tx.update({
+          onboarding: "failed",
+          onboarding_step: step,
+          onboarding_error: error.slice(0, 2000),
+        });
+      },
+    );
+    return this.require(id);
+  }
+
+  onboarded(actor: Actor, id: string, lastStep: string): Relay {
+    this.service.mutate(
+      { actor, action: "relay.onboarded", target: { type: "relay", id } },
+      (tx) => {
+        const cur = current(tx.current, id);
+        tx.update({
+          onboarding: "done",
+          onboarding_step: lastStep,
+          onboarding_error: null,
+          onboarded_at: cur.onboardedAt?.toISOString() ?? tx.now,
+        });
+      },
+    );
+    return this.require(id);
   }
 
   /**

@@ -10,6 +10,7 @@ export const TARGETS = {
   node: { table: "nodes", key: "id" },
   device: { table: "devices", key: "id" },
   certificate: { table: "revoked_certificates", key: "serial" },
+  ssh_key: { table: "ssh_keys", key: "name" },
 } as const;
 
 export type TargetType = keyof typeof TARGETS;

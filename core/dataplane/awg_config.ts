@@ -270,10 +270,14 @@ const WG_QUICK_KEYS = new Set([
  * Removes the AmneziaWG-only lines (Jc…H4, I1–I5) from a config so plain
  * WireGuard tooling accepts it. For `"wg-setconf"` it also removes the keys
  * only wg-quick understands (Address, DNS, MTU, Table, Pre/PostUp/Down,
- * SaveConfig), like `wg-quick strip`. Comments, sections and other lines
- * are kept as they are.
+ * SaveConfig), like `wg-quick strip`. `"awg-setconf"` removes only those
+ * wg-quick keys and keeps the AmneziaWG ones, for `awg setconf`. Comments,
+ * sections and other lines are kept as they are.
  */
-export function stripAwgKeys(text: string, target: "wg-quick" | "wg-setconf"): string {
+export function stripAwgKeys(
+  text: string,
+  target: "wg-quick" | "wg-setconf" | "awg-setconf",
+): string {
   if (typeof text !== "string") {
     throw new DataplaneError("not-a-string", "config", "expected config text");
   }
@@ -281,7 +285,7 @@ export function stripAwgKeys(text: string, target: "wg-quick" | "wg-setconf"): s
     const eq = line.indexOf("=");
     if (eq < 0 || line.trimStart().startsWith("#")) return true;
     const key = line.slice(0, eq).trim().toLowerCase();
-    if (AWG_ONLY_KEYS.has(key)) return false;
-    return !(target === "wg-setconf" && WG_QUICK_KEYS.has(key));
+    if (AWG_ONLY_KEYS.has(key) && target !== "awg-setconf") return false;
+    return !(target !== "wg-quick" && WG_QUICK_KEYS.has(key));
   }).join("\n");
 }

@@ -121,7 +121,17 @@ export interface XrayServerConfig {
   /** Hex short ids; `""` admits an empty one. */
   shortIds: readonly string[];
   clients: readonly XrayClient[];
+  /**
+   * The agent's live-change API: when given, the inbound is tagged
+   * {@link XRAY_INBOUND_TAG}, every client carries its id as `email` (the
+   * handle Xray removes users by) and Xray's gRPC HandlerService listens on
+   * 127.0.0.1:`port` (plaintext, loopback only).
+   */
+  api?: { port: number };
 }
+
+/** Tag of the VLESS inbound when the API is on (AlterInbound names it). */
+export const XRAY_INBOUND_TAG = "vless-in";
 
 /**
  * Renders the node's Xray config: one VLESS inbound with REALITY, a
@@ -161,11 +171,23 @@ export function renderXrayServerConfig(config: XrayServerConfig): string {
     if (seen.has(id)) throw new DataplaneError("duplicate", `clients[${i}].id`, "listed twice");
     seen.add(id);
     const flow = checkFlow(client.flow, `clients[${i}].flow`);
-    return flow ? { id, flow } : { id };
+    const entry: Record<string, string> = flow ? { id, flow } : { id };
+    if (config.api !== undefined) entry.email = id;
+    return entry;
   });
+  const api = config.api === undefined ? undefined : {
+    tag: "api",
+    listen: `127.0.0.1:${checkPort(config.api?.port, "api.port")}`,
+    services: ["HandlerService"],
+  };
+  if (api && api.listen === `127.0.0.1:${port}`) {
+    throw new DataplaneError("bad-port", "api.port", "must differ from the VLESS port");
+  }
   const doc = {
     log: { access: "none", loglevel: "warning" },
+    ...(api ? { api } : {}),
     inbounds: [{
+      ...(api ? { tag: XRAY_INBOUND_TAG } : {}),
       port,
       protocol: "vless",
       settings: { clients, decryption: "none" },

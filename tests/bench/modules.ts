@@ -4,10 +4,14 @@ import { pkiBench } from "./pki.ts";
 import { muxBench } from "./mux.ts";
 import { sealBench } from "./seal.ts";
 import { relayBench } from "./relay.ts";
+import { idleConnectionsBench } from "./abuse.ts";
+import { agentBench } from "./agent.ts";
 
 export const modules: BenchModule[] = [
   pkiBench,
   muxBench,
   sealBench,
   relayBench,
+  idleConnectionsBench,
+  agentBench,
 ];

@@ -52,6 +52,34 @@ const SEEDS: Record<number, (db: Db) => void> = {
     nodes.create("cli:root", { name: "fra-1", host: "203.0.113.7", region: "fra1" });
     nodes.setPolicy("cli:root", "fra-1", { isolation: false });
   },
+  5: (db) => {
+    db.prepare(
+      `INSERT INTO ssh_keys (name, algorithm, public_key, fingerprint, key_sealed, created_at, updated_at)
+       VALUES ('controller', 'ssh-ed25519', 'ssh-ed25519 AAAA pharos-controller', 'SHA256:x', ?, ?, ?)`,
+    ).run(new Uint8Array([5, 5]), T, T);
+    const svc = new Service(db);
+    const nodes = new Nodes(svc);
+    const n = nodes.beginOnboarding("cli:root", {
+      name: "ams-1",
+      host: "198.51.100.9",
+      sshPort: 2222,
+      sshUser: "deploy",
+    });
+    nodes.pinHostKey("cli:root", n.id, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP8=");
+    nodes.onboardingFailed("cli:root", n.id, "install", "command-failed: exit 1");
+    const relays = new Relays(svc);
+    const r = relays.beginOnboarding("cli:root", {
+      host: "relay2.example.net",
+      sshPort: 22,
+      sshUser: "root",
+    });
+    relays.certifiedOnboarding("cli:root", r.id, {
+      serial: "5d",
+      pem: "PEM",
+      hosts: ["relay2.example.net"],
+    });
+    relays.onboarded("cli:root", r.id, "ready");
+  },
 };
 
 const LATEST = MIGRATIONS.at(-1)!.version;

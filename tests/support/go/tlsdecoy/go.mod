@@ -1,0 +1,3 @@
+module pharos.test/tlsdecoy
+
+go 1.24
