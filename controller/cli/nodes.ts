@@ -8,17 +8,12 @@ import { onboardNode } from "../onboarding/node.ts";
 import { type Node, type NodePolicy, Nodes } from "../service/nodes.ts";
 import { parseHostKeyLine } from "../ssh/host_key.ts";
 import { formatTable, UsageError, yesNo } from "./format.ts";
-import { type CoxIo, onboardingFlags, printProgress, rerunCommand } from "./onboarding_io.ts";
+import { type AddFlags, type CoxIo, runAdd } from "./onboarding_io.ts";
 import { withService } from "./with_state.ts";
 
-export interface NodesAddFlags {
+export interface NodesAddFlags extends AddFlags {
   name?: string;
   region?: string;
-  passwordStdin: boolean;
-  sudo: boolean;
-  acceptHostKey?: string;
-  installScript?: string;
-  dir?: string;
 }
 
 /**
@@ -32,34 +27,15 @@ export async function nodesAdd(
   actor: string,
   io: CoxIo,
 ): Promise<number> {
-  const { target, credentials, sudo } = await onboardingFlags(
+  const result = await runAdd(
+    state,
+    "nodes add",
     targetText,
-    flags.passwordStdin,
-    flags.sudo,
+    flags,
+    [["name", flags.name], ["region", flags.region]],
     io,
+    (st, req) => onboardNode(st, actor, { ...req, name: flags.name, region: flags.region }),
   );
-  const result = await withService(state, (_svc, st) =>
-    onboardNode(st, actor, {
-      target,
-      name: flags.name,
-      region: flags.region,
-      credentials,
-      sudo,
-      acceptHostKey: flags.acceptHostKey,
-      setup: {
-        ...(flags.installScript ? { installScript: flags.installScript } : {}),
-        ...(flags.dir ? { dir: flags.dir } : {}),
-      },
-      rerun: rerunCommand(`nodes add ${targetText}`, state, [
-        ["name", flags.name],
-        ["region", flags.region],
-        ["sudo", flags.sudo],
-        ["password-stdin", flags.passwordStdin],
-        ["install-script", flags.installScript],
-        ["dir", flags.dir],
-      ]),
-      onProgress: printProgress(io),
-    }));
   const n = result.node;
   io.out(
     `node ${n.name} onboarded (${n.sshUser}@${n.host}:${n.sshPort}): host key ${result.hostKey.fingerprint}, ` +

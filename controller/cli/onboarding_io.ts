@@ -5,11 +5,14 @@
  */
 import { formatProgress, type ProgressListener } from "../onboarding/events.ts";
 import type { SshCredentials } from "../onboarding/engine.ts";
+import type { RemoteSetup } from "../onboarding/setup.ts";
+import type { ControllerState } from "../state.ts";
 import { SshError } from "../ssh/errors.ts";
 import { remoteArg } from "../ssh/quote.ts";
 import { parseSshTarget, type SshTarget } from "../ssh/target.ts";
 import type { CliIo } from "../../relay/cli_support.ts";
 import { UsageError } from "./format.ts";
+import { withService } from "./with_state.ts";
 
 /** The `cox` IO, with stdin for --password-stdin (tests pass their own). */
 export interface CoxIo extends CliIo {
@@ -112,4 +115,62 @@ export function rerunCommand(
   }
   if (state !== "./state") parts.push(`--state ${state}`);
   return parts.join(" ");
+}
+
+/** The flags `nodes add` and `relays add` both take. */
+export interface AddFlags {
+  passwordStdin: boolean;
+  sudo: boolean;
+  acceptHostKey?: string;
+  installScript?: string;
+  dir?: string;
+}
+
+/** What both onboardings take from the command line. */
+export interface AddRequest extends OnboardingFlags {
+  acceptHostKey?: string;
+  setup: Partial<RemoteSetup>;
+  rerun: string;
+  onProgress: ProgressListener;
+}
+
+/**
+ * `cox <words> <target>`: checks the target and the flags, then runs
+ * `onboard` on the opened state. `own` are the command's own flags, listed
+ * before the shared ones in the re-run hint.
+ */
+export async function runAdd<T>(
+  state: string,
+  words: string,
+  targetText: string,
+  flags: AddFlags,
+  own: [string, string | boolean | undefined][],
+  io: CoxIo,
+  onboard: (st: ControllerState, req: AddRequest) => Promise<T>,
+): Promise<T> {
+  const { target, credentials, sudo } = await onboardingFlags(
+    targetText,
+    flags.passwordStdin,
+    flags.sudo,
+    io,
+  );
+  return await withService(state, (_svc, st) =>
+    onboard(st, {
+      target,
+      credentials,
+      sudo,
+      acceptHostKey: flags.acceptHostKey,
+      setup: {
+        ...(flags.installScript ? { installScript: flags.installScript } : {}),
+        ...(flags.dir ? { dir: flags.dir } : {}),
+      },
+      rerun: rerunCommand(`${words} ${targetText}`, state, [
+        ...own,
+        ["sudo", flags.sudo],
+        ["password-stdin", flags.passwordStdin],
+        ["install-script", flags.installScript],
+        ["dir", flags.dir],
+      ]),
+      onProgress: printProgress(io),
+    }));
 }

@@ -2,17 +2,11 @@
 import { listSetting } from "../config.ts";
 import { onboardRelay } from "../onboarding/relay.ts";
 import { UsageError, wholeNumber } from "./format.ts";
-import { type CoxIo, onboardingFlags, printProgress, rerunCommand } from "./onboarding_io.ts";
-import { withService } from "./with_state.ts";
+import { type AddFlags, type CoxIo, runAdd } from "./onboarding_io.ts";
 
-export interface RelaysAddFlags {
+export interface RelaysAddFlags extends AddFlags {
   hosts?: string;
   tunnelPort?: string;
-  passwordStdin: boolean;
-  sudo: boolean;
-  acceptHostKey?: string;
-  installScript?: string;
-  dir?: string;
 }
 
 export async function relaysAdd(
@@ -26,34 +20,20 @@ export async function relaysAdd(
   if (tunnelPort !== undefined && tunnelPort > 65535) {
     throw new UsageError("--tunnel-port takes 1-65535");
   }
-  const { target, credentials, sudo } = await onboardingFlags(
+  const result = await runAdd(
+    state,
+    "relays add",
     targetText,
-    flags.passwordStdin,
-    flags.sudo,
+    flags,
+    [["hosts", flags.hosts], ["tunnel-port", flags.tunnelPort]],
     io,
+    (st, req) =>
+      onboardRelay(st, actor, {
+        ...req,
+        hosts: flags.hosts === undefined ? undefined : listSetting(flags.hosts),
+        tunnelPort,
+      }),
   );
-  const result = await withService(state, (_svc, st) =>
-    onboardRelay(st, actor, {
-      target,
-      hosts: flags.hosts === undefined ? undefined : listSetting(flags.hosts),
-      tunnelPort,
-      credentials,
-      sudo,
-      acceptHostKey: flags.acceptHostKey,
-      setup: {
-        ...(flags.installScript ? { installScript: flags.installScript } : {}),
-        ...(flags.dir ? { dir: flags.dir } : {}),
-      },
-      rerun: rerunCommand(`relays add ${targetText}`, state, [
-        ["hosts", flags.hosts],
-        ["tunnel-port", flags.tunnelPort],
-        ["sudo", flags.sudo],
-        ["password-stdin", flags.passwordStdin],
-        ["install-script", flags.installScript],
-        ["dir", flags.dir],
-      ]),
-      onProgress: printProgress(io),
-    }));
   const r = result.relay;
   io.out(
     `relay ${r.host} onboarded (tunnel port ${r.tunnelPort}): host key ${result.hostKey.fingerprint}, ` +

@@ -6,11 +6,10 @@
  * fleet-ca.crt, device-ca.crt), the service started and NodeControl
  * answering the controller's client certificate.
  */
-import { bundlePem, certDer, certPem } from "../../core/pki/mod.ts";
+import { certDer, certPem } from "../../core/pki/mod.ts";
 import { joinHostPort } from "../../core/net/mod.ts";
 import { type Node, Nodes } from "../service/nodes.ts";
 import { Service } from "../service/service.ts";
-import { serviceCert } from "../service_certs.ts";
 import type { ControllerState } from "../state.ts";
 import { formatSshTarget, type SshTarget } from "../ssh/target.ts";
 import { caFiles, type EngineResult, runOnboarding, type SshCredentials } from "./engine.ts";
@@ -18,6 +17,7 @@ import type { ProgressListener } from "./events.ts";
 import { type ReadyWait, waitNodeControl } from "./node_control.ts";
 import { prepare } from "./prepare.ts";
 import { NODE_SETUP, type RemoteSetup } from "./setup.ts";
+import { certificateFiles, controllerIdentity, rowSubject } from "./subject.ts";
 
 /** The files the agent reads from its state directory (agent/materials.ts NODE_FILES). */
 export const NODE_CERT_FILES = {
@@ -70,31 +70,19 @@ export async function onboardNode(
   const result = await runOnboarding(
     { service, keystore: state.keystore, pki: state.pki, actor },
     {
+      ...rowSubject(nodes, actor, node.id),
       kind: "node",
-      id: node.id,
       name: node.name,
-      pinnedHostKey: () => nodes.require(node.id).sshHostKey,
-      pinHostKey: (line) => nodes.pinHostKey(actor, node.id, line),
-      previousCertPem: () => nodes.require(node.id).certPem,
       profile: { kind: "node", host: node.host },
       recordCertificate: (leaf, serial) =>
         nodes.certified(actor, node.id, serial, certPem(leaf), leaf.notAfter),
-      files: (leaf) => ({
-        [NODE_CERT_FILES.cert]: bundlePem([leaf, state.pki.cas.fleet.cert]),
-        [NODE_CERT_FILES.root]: ca.root,
-        [NODE_CERT_FILES.fleetCa]: ca.fleet,
-        [NODE_CERT_FILES.deviceCa]: ca.device,
-      }),
+      files: (leaf) => certificateFiles(NODE_CERT_FILES, leaf, state.pki.cas.fleet.cert, ca),
       waitReady: async (leaf, note) => {
-        const client = await serviceCert(state, "controller-client");
+        const identity = await controllerIdentity(state, ca);
         const target = req.nodeControlTarget ?? joinHostPort(node.host, node.controlPort);
         const status = await waitNodeControl({
           target,
-          identity: {
-            chainPem: client.chainPem,
-            keyPem: client.keyPem,
-            caPem: ca.root + ca.fleet,
-          },
+          identity,
           expectDer: certDer(leaf),
           wait: req.ready,
           onAttempt: (i, err) => note(`NodeControl not answering yet (attempt ${i}: ${err})`),
@@ -106,8 +94,6 @@ export async function onboardNode(
           details: { agentVersion: status.agent_version },
         };
       },
-      failed: (step, message) => nodes.onboardingFailed(actor, node.id, step, message),
-      done: () => nodes.onboarded(actor, node.id, "ready"),
     },
     {
       target: req.target,

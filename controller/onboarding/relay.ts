@@ -7,12 +7,11 @@
  * presenting the new certificate. The relay row then appears in
  * `relayTunnelTargets(db)`, which a running controller polls.
  */
-import { bundlePem, certDer, certPem } from "../../core/pki/mod.ts";
+import { certDer, certPem } from "../../core/pki/mod.ts";
 import { RELAY_FILES } from "../../relay/run.ts";
 import { type Relay, Relays } from "../service/relays.ts";
 import { Service } from "../service/service.ts";
 import { hostField } from "../service/validate.ts";
-import { serviceCert } from "../service_certs.ts";
 import type { ControllerState } from "../state.ts";
 import { formatSshTarget, type SshTarget } from "../ssh/target.ts";
 import { caFiles, type EngineResult, runOnboarding, type SshCredentials } from "./engine.ts";
@@ -22,6 +21,7 @@ import type { ReadyWait } from "./node_control.ts";
 import { prepare } from "./prepare.ts";
 import { waitRelayTunnel } from "./relay_probe.ts";
 import { RELAY_SETUP, type RemoteSetup } from "./setup.ts";
+import { certificateFiles, controllerIdentity, rowSubject } from "./subject.ts";
 
 export interface RelayOnboarding {
   target: SshTarget;
@@ -69,12 +69,9 @@ export async function onboardRelay(
   const result = await runOnboarding(
     { service, keystore: state.keystore, pki: state.pki, actor },
     {
+      ...rowSubject(relays, actor, relay.id),
       kind: "relay",
-      id: relay.id,
       name: relay.host,
-      pinnedHostKey: () => relays.require(relay.id).sshHostKey,
-      pinHostKey: (line) => relays.pinHostKey(actor, relay.id, line),
-      previousCertPem: () => relays.require(relay.id).certPem,
       profile: { kind: "relay", hosts },
       recordCertificate: (leaf, serial) =>
         relays.certifiedOnboarding(actor, relay.id, {
@@ -83,19 +80,14 @@ export async function onboardRelay(
           hosts,
           notAfter: leaf.notAfter,
         }),
-      files: (leaf) => ({
-        [RELAY_FILES.cert]: bundlePem([leaf, state.pki.cas.fleet.cert]),
-        [RELAY_FILES.root]: ca.root,
-        [RELAY_FILES.fleetCa]: ca.fleet,
-        [RELAY_FILES.deviceCa]: ca.device,
-      }),
+      files: (leaf) => certificateFiles(RELAY_FILES, leaf, state.pki.cas.fleet.cert, ca),
       waitReady: async (leaf, note) => {
-        const client = await serviceCert(state, "controller-client");
+        const identity = await controllerIdentity(state, ca);
         const port = relays.require(relay.id).tunnelPort;
         const alpn = await waitRelayTunnel({
           host: relay.host,
           port,
-          identity: { chainPem: client.chainPem, keyPem: client.keyPem, caPem: ca.root + ca.fleet },
+          identity,
           expectDer: certDer(leaf),
           wait: req.ready,
           onAttempt: (i, err) => note(`tunnel port not answering yet (attempt ${i}: ${err})`),
@@ -106,8 +98,6 @@ export async function onboardRelay(
           details: { alpn },
         };
       },
-      failed: (step, message) => relays.onboardingFailed(actor, relay.id, step, message),
-      done: () => relays.onboarded(actor, relay.id, "ready"),
     },
     {
       target: req.target,

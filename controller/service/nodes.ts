@@ -13,6 +13,7 @@ import type { PortRangeForward } from "../../core/dataplane/netpolicy.ts";
 import type { Db } from "../db/sqlite.ts";
 import { recordRevocation } from "../revocation.ts";
 import { ServiceError } from "./errors.ts";
+import { OnboardingRecord } from "./onboarding_record.ts";
 import type { Actor, Service } from "./service.ts";
 import { hostField } from "./validate.ts";
 
@@ -158,7 +159,11 @@ function check(ok: boolean, what: string): void {
 }
 
 export class Nodes {
-  constructor(private readonly service: Service) {}
+  private readonly record: OnboardingRecord<Node>;
+
+  constructor(private readonly service: Service) {
+    this.record = new OnboardingRecord(service, "node", current, (n) => `node ${n.name}`);
+  }
 
   private get db(): Db {
     return this.service.db;
@@ -378,12 +383,7 @@ export class Nodes {
 
   /** Records the SSH host key (pinned line) seen and accepted at onboarding. */
   pinHostKey(actor: Actor, id: string, line: string): Node {
-    this.service.mutate(
-      { actor, action: "node.pin_host_key", target: { type: "node", id } },
-      (tx) => {
-        if (current(tx.current, id).sshHostKey !== line) tx.update({ ssh_host_key: line });
-      },
-    );
+    this.record.pinHostKey(actor, id, line);
     return this.require(id);
   }
 
@@ -392,57 +392,21 @@ export class Nodes {
    * certificate of the node is revoked in the same transaction.
    */
   certified(actor: Actor, id: string, serial: string, certPem: string, notAfter?: Date): Node {
-    this.service.transaction(() => {
-      const before = this.service.mutate(
-        { actor, action: "node.certify", target: { type: "node", id } },
-        (tx) => {
-          const cur = current(tx.current, id);
-          tx.update({ cert_serial: serial, cert_pem: certPem });
-          return cur;
-        },
-      );
-      if (before.certSerial !== null && before.certSerial !== serial) {
-        recordRevocation(this.service, actor, before.certSerial, "node", {
-          subject: `node ${before.name}`,
-          reason: "replaced at onboarding",
-          notAfter,
-        });
-      }
-    });
+    this.record.certify(actor, id, serial, { cert_pem: certPem }, notAfter);
     return this.require(id);
   }
 
   /** Onboarding stopped at `step` with `error` (a re-run resumes). */
   onboardingFailed(actor: Actor, id: string, step: string, error: string): Node {
-    this.service.mutate(
-      { actor, action: "node.onboard_failed", target: { type: "node", id } },
-      (tx) => {
-        current(tx.current, id);
-        tx.update({
-          onboarding: "failed",
-          onboarding_step: step,
-          onboarding_error: error.slice(0, 2000),
-        });
-      },
-    );
+    this.record.failed(actor, id, step, error);
     return this.require(id);
   }
 
   /** Onboarding finished: the agent answers; the node becomes active. */
   onboarded(actor: Actor, id: string, lastStep: string): Node {
-    this.service.mutate(
-      { actor, action: "node.onboarded", target: { type: "node", id } },
-      (tx) => {
-        const cur = current(tx.current, id);
-        tx.update({
-          onboarding: "done",
-          onboarding_step: lastStep,
-          onboarding_error: null,
-          onboarded_at: cur.onboardedAt?.toISOString() ?? tx.now,
-          status: cur.status === "disabled" ? "disabled" : "active",
-        });
-      },
-    );
+    this.record.onboarded(actor, id, lastStep, (cur) => ({
+      status: cur.status === "disabled" ? "disabled" : "active",
+    }));
     return this.require(id);
   }
 

@@ -5,8 +5,8 @@
  */
 import { RevocationList } from "../../core/pki/mod.ts";
 import type { Db } from "../db/sqlite.ts";
-import { recordRevocation } from "../revocation.ts";
 import { ServiceError } from "./errors.ts";
+import { OnboardingRecord } from "./onboarding_record.ts";
 import type { Actor, Service } from "./service.ts";
 import { hostField } from "./validate.ts";
 
@@ -127,7 +127,11 @@ function current(row: unknown, id: string): Relay {
 }
 
 export class Relays {
-  constructor(private readonly service: Service) {}
+  private readonly record: OnboardingRecord<Relay>;
+
+  constructor(private readonly service: Service) {
+    this.record = new OnboardingRecord(service, "relay", current, (r) => `relay ${r.host}`);
+  }
 
   private get db(): Db {
     return this.service.db;
@@ -223,12 +227,7 @@ export class Relays {
   }
 
   pinHostKey(actor: Actor, id: string, line: string): Relay {
-    this.service.mutate(
-      { actor, action: "relay.pin_host_key", target: { type: "relay", id } },
-      (tx) => {
-        if (current(tx.current, id).sshHostKey !== line) tx.update({ ssh_host_key: line });
-      },
-    );
+    this.record.pinHostKey(actor, id, line);
     return this.require(id);
   }
 
@@ -239,54 +238,23 @@ export class Relays {
     cert: { serial: string; pem: string; hosts: string[]; notAfter?: Date },
   ): Relay {
     const s = RevocationList.normalize(cert.serial);
-    this.service.transaction(() => {
-      const before = this.service.mutate(
-        { actor, action: "relay.certify", target: { type: "relay", id } },
-        (tx) => {
-          const cur = current(tx.current, id);
-          tx.update({ cert_serial: s, cert_pem: cert.pem, cert_hosts: JSON.stringify(cert.hosts) });
-          return cur;
-        },
-      );
-      if (before.certSerial !== null && before.certSerial !== s) {
-        recordRevocation(this.service, actor, before.certSerial, "relay", {
-          subject: `relay ${before.host}`,
-          reason: "replaced at onboarding",
-          notAfter: cert.notAfter,
-        });
-      }
-    });
+    this.record.certify(
+      actor,
+      id,
+      s,
+      { cert_pem: cert.pem, cert_hosts: JSON.stringify(cert.hosts) },
+      cert.notAfter,
+    );
     return this.require(id);
   }
 
   onboardingFailed(actor: Actor, id: string, step: string, error: string): Relay {
-    this.service.mutate(
-      { actor, action: "relay.onboard_failed", target: { type: "relay", id } },
-      (tx) => {
-        current(tx.current, id);
-        tx.update({
-          onboarding: "failed",
-          onboarding_step: step,
-          onboarding_error: error.slice(0, 2000),
-        });
-      },
-    );
+    this.record.failed(actor, id, step, error);
     return this.require(id);
   }
 
   onboarded(actor: Actor, id: string, lastStep: string): Relay {
-    this.service.mutate(
-      { actor, action: "relay.onboarded", target: { type: "relay", id } },
-      (tx) => {
-        const cur = current(tx.current, id);
-        tx.update({
-          onboarding: "done",
-          onboarding_step: lastStep,
-          onboarding_error: null,
-          onboarded_at: cur.onboardedAt?.toISOString() ?? tx.now,
-        });
-      },
-    );
+    this.record.onboarded(actor, id, lastStep);
     return this.require(id);
   }
 

@@ -16,6 +16,7 @@ import {
   AgentProcess,
   eventually,
   Lab,
+  labTest,
   nodeStateDir,
   psk,
   startWgClient,
@@ -116,124 +117,109 @@ async function seenAs(lab: Lab, ns: string): Promise<string | undefined> {
   return (await lab.tcpProbe(ns, INET, 7000)).from;
 }
 
-Deno.test({
-  name: "e2e agent cascade: two hops; the internet sees the exit; switching exit is a route change",
-  ignore: cap.ignore,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const lab = await Lab.create();
-    try {
-      const c = await cascade(lab);
-      assert.ok(await eventually(() => lab.ping(c.client, INET), 30_000), "ping through exit A");
-      assert.equal(await seenAs(lab, c.client), "198.51.100.5", "the internet sees exit A");
-      // The entry shows the transit (mark, rule, table) on its side only.
-      const rules = await lab.exec(c.entry, ["ip", "rule", "show"]);
-      assert.match(rules, /fwmark 0x1bbc lookup 7100/);
-      assert.match(
-        await lab.exec(c.entry, ["ip", "route", "show", "table", "7100"]),
-        new RegExp(`default dev ${c.linkA}`),
-      );
+labTest(
+  "e2e agent cascade: two hops; the internet sees the exit; switching exit is a route change",
+  cap.ignore,
+  async (lab) => {
+    const c = await cascade(lab);
+    assert.ok(await eventually(() => lab.ping(c.client, INET), 30_000), "ping through exit A");
+    assert.equal(await seenAs(lab, c.client), "198.51.100.5", "the internet sees exit A");
+    // The entry shows the transit (mark, rule, table) on its side only.
+    const rules = await lab.exec(c.entry, ["ip", "rule", "show"]);
+    assert.match(rules, /fwmark 0x1bbc lookup 7100/);
+    assert.match(
+      await lab.exec(c.entry, ["ip", "route", "show", "table", "7100"]),
+      new RegExp(`default dev ${c.linkA}`),
+    );
 
-      // Switch exit: one SetNetworkConfig on the entry. Nothing is done on the client.
-      await c.transit(c.linkB, 7101);
-      assert.ok(
-        await eventually(async () => (await seenAs(lab, c.client)) === "198.51.100.9", 30_000),
-        "the internet sees exit B after the switch",
-      );
-      assert.ok(await lab.ping(c.client, INET));
-      assert.doesNotMatch(
-        await lab.exec(c.entry, ["ip", "rule", "show"]),
-        /lookup 7100/,
-        "old rule removed",
-      );
+    // Switch exit: one SetNetworkConfig on the entry. Nothing is done on the client.
+    await c.transit(c.linkB, 7101);
+    assert.ok(
+      await eventually(async () => (await seenAs(lab, c.client)) === "198.51.100.9", 30_000),
+      "the internet sees exit B after the switch",
+    );
+    assert.ok(await lab.ping(c.client, INET));
+    assert.doesNotMatch(
+      await lab.exec(c.entry, ["ip", "rule", "show"]),
+      /lookup 7100/,
+      "old rule removed",
+    );
 
-      // Inner link revisions (§1.3) and removal.
-      const same = await c.e.call("ConfigureInnerLink", {
-        revision: "1",
-        config: {
-          interface: c.linkA,
-          listen_port: 51820,
-          mtu: 1340,
-          peer_obfuscation: c.se.amneziawg.obfuscation,
-          exit: {
-            public_key: (await c.xa.call("GetStatus", {})).amneziawg.public_key,
-            endpoints: ["192.0.2.10:443"],
-          },
+    // Inner link revisions (§1.3) and removal.
+    const same = await c.e.call("ConfigureInnerLink", {
+      revision: "1",
+      config: {
+        interface: c.linkA,
+        listen_port: 51820,
+        mtu: 1340,
+        peer_obfuscation: c.se.amneziawg.obfuscation,
+        exit: {
+          public_key: (await c.xa.call("GetStatus", {})).amneziawg.public_key,
+          endpoints: ["192.0.2.10:443"],
         },
-      });
-      assert.deepEqual([same.applied_revision, same.reloaded], ["1", false]);
-      assert.deepEqual(await c.e.call("RemoveInnerLink", { interface: c.linkA }), {
-        removed: true,
-      });
-      assert.notEqual((await lab.run(c.entry, ["ip", "link", "show", c.linkA])).code, 0);
-      assert.deepEqual(await c.e.call("RemoveInnerLink", { interface: c.linkA }), {
-        removed: true,
-      });
-      assert.ok(await lab.ping(c.client, INET), "the other link still carries the client");
-    } finally {
-      await lab.cleanup();
-    }
+      },
+    });
+    assert.deepEqual([same.applied_revision, same.reloaded], ["1", false]);
+    assert.deepEqual(await c.e.call("RemoveInnerLink", { interface: c.linkA }), {
+      removed: true,
+    });
+    assert.notEqual((await lab.run(c.entry, ["ip", "link", "show", c.linkA])).code, 0);
+    assert.deepEqual(await c.e.call("RemoveInnerLink", { interface: c.linkA }), {
+      removed: true,
+    });
+    assert.ok(await lab.ping(c.client, INET), "the other link still carries the client");
   },
-});
+);
 
-Deno.test({
-  name:
-    "e2e agent cascade: a rebooted entry with its exit down serves direct peers, then the exit again",
-  ignore: cap.ignore,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const lab = await Lab.create();
-    try {
-      const c = await cascade(lab);
-      // A direct peer on the entry (no transit): it leaves by the entry itself.
-      const d = wgKeyPair(), dPsk = psk();
-      await c.e.addAwgPeer(d.pub, ["10.8.0.3/32"], dPsk);
-      await startWgClient(lab, c.direct, {
-        name: `pc${lab.id}d`,
-        privateKey: d.priv,
-        address: "10.8.0.3/32",
-        server: {
-          publicKey: c.se.amneziawg.public_key,
-          endpoint: "192.0.2.5:443",
-          presharedKey: dPsk,
-        },
-        routes: ["203.0.113.0/24"],
-      });
-      assert.ok(await eventually(() => lab.ping(c.client, INET), 30_000), "cascade up");
-      assert.ok(await eventually(() => lab.ping(c.direct, INET), 30_000), "direct up");
-      assert.equal(await seenAs(lab, c.direct), "198.51.100.1");
+labTest(
+  "e2e agent cascade: a rebooted entry with its exit down serves direct peers, then the exit again",
+  cap.ignore,
+  async (lab) => {
+    const c = await cascade(lab);
+    // A direct peer on the entry (no transit): it leaves by the entry itself.
+    const d = wgKeyPair(), dPsk = psk();
+    await c.e.addAwgPeer(d.pub, ["10.8.0.3/32"], dPsk);
+    await startWgClient(lab, c.direct, {
+      name: `pc${lab.id}d`,
+      privateKey: d.priv,
+      address: "10.8.0.3/32",
+      server: {
+        publicKey: c.se.amneziawg.public_key,
+        endpoint: "192.0.2.5:443",
+        presharedKey: dPsk,
+      },
+      routes: ["203.0.113.0/24"],
+    });
+    assert.ok(await eventually(() => lab.ping(c.client, INET), 30_000), "cascade up");
+    assert.ok(await eventually(() => lab.ping(c.direct, INET), 30_000), "direct up");
+    assert.equal(await seenAs(lab, c.direct), "198.51.100.1");
 
-      // The exit goes down, then the entry "reboots" (every process killed) and starts alone.
-      lab.closeClients();
-      await lab.killAll(c.exitA);
-      await lab.killAll(c.entry);
-      await c.e.proc.status;
-      await c.e.start();
-      assert.ok(c.e.proc.err.some((l) => l.includes('"code":"inner-link-up"')), c.e.proc.tail());
-      assert.ok(
-        await eventually(() => lab.ping(c.direct, INET), 60_000),
-        "direct peer served after reboot",
-      );
-      assert.equal(await seenAs(lab, c.direct), "198.51.100.1");
-      assert.equal(await lab.ping(c.client, INET), false, "the cascade waits for its exit");
-      const status = await c.e.call("GetStatus", {});
-      assert.equal(status.services[0].running, true);
-      assert.match(
-        status.services[0].detail,
-        new RegExp(`inner link ${c.linkA} up to 192\\.0\\.2\\.10:443`),
-      );
+    // The exit goes down, then the entry "reboots" (every process killed) and starts alone.
+    lab.closeClients();
+    await lab.killAll(c.exitA);
+    await lab.killAll(c.entry);
+    await c.e.proc.status;
+    await c.e.start();
+    assert.ok(c.e.proc.err.some((l) => l.includes('"code":"inner-link-up"')), c.e.proc.tail());
+    assert.ok(
+      await eventually(() => lab.ping(c.direct, INET), 60_000),
+      "direct peer served after reboot",
+    );
+    assert.equal(await seenAs(lab, c.direct), "198.51.100.1");
+    assert.equal(await lab.ping(c.client, INET), false, "the cascade waits for its exit");
+    const status = await c.e.call("GetStatus", {});
+    assert.equal(status.services[0].running, true);
+    assert.match(
+      status.services[0].detail,
+      new RegExp(`inner link ${c.linkA} up to 192\\.0\\.2\\.10:443`),
+    );
 
-      // The exit comes back (its own cold start): the cascade carries traffic again.
-      await c.xa.start();
-      assert.ok(
-        await eventually(() => lab.ping(c.client, INET), 90_000),
-        "cascade back with its exit",
-      );
-      assert.equal(await seenAs(lab, c.client), "198.51.100.5");
-    } finally {
-      await lab.cleanup();
-    }
+    // The exit comes back (its own cold start): the cascade carries traffic again.
+    await c.xa.start();
+    assert.ok(
+      await eventually(() => lab.ping(c.client, INET), 90_000),
+      "cascade back with its exit",
+    );
+    assert.equal(await seenAs(lab, c.client), "198.51.100.5");
   },
-});
+);

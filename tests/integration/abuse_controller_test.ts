@@ -23,10 +23,13 @@ import {
   childPids,
   eventually,
   fdCount,
+  fdsBackNear,
   Flood,
+  floodsClosedByLimits,
   lastStats,
   loopbackSources,
   type Proc,
+  SHORT_LIMITS,
   taskUnderLimit,
 } from "../support/abuse.ts";
 
@@ -175,11 +178,7 @@ Deno.test({
       assert.ok(c.proc.alive, c.proc.tail());
       assert.equal(await healthz(c), 200);
       await claimAnswered(c);
-      await eventually(
-        () => fdCount(c!.pid) <= baselineFds + 8,
-        30_000,
-        `fds back near ${baselineFds}`,
-      );
+      await fdsBackNear(c.pid, baselineFds);
       // One rate-limited refusal line (burst, then a few a second) and a summary.
       const seconds = (performance.now() - started) / 1000;
       const allowed = DEFAULT_LOG_LIMITS.burst + DEFAULT_LOG_LIMITS.perSecond * seconds + 30;
@@ -206,16 +205,7 @@ Deno.test({
     let c: Controller | undefined;
     const floods: Flood[] = [];
     try {
-      // Short limits, yet with room for a busy machine: the flood's own TLS
-      // and preface must get through before they apply.
-      c = await startControllerProcess([
-        "--handshake-timeout",
-        "3s",
-        "--preface-timeout",
-        "3s",
-        "--idle-timeout",
-        "3s",
-      ]);
+      c = await startControllerProcess(SHORT_LIMITS);
       const baselineFds = fdCount(c.pid);
       const pool = c.dashboardPool;
       const plans = [
@@ -223,22 +213,9 @@ Deno.test({
         { kind: "tls", port: c.relayPort, count: 240, sources: loopbackSources(10, 8) },
         { kind: "h2", port: c.relayPort, count: 240, sources: loopbackSources(20, 8) },
       ] as const;
-      for (const p of plans) floods.push(new Flood({ host: "127.0.0.1", concurrency: 64, ...p }));
-      const settled = await Promise.all(floods.map((f) => f.event("settled", 120_000)));
-      for (const [i, r] of settled.entries()) {
-        assert.equal(r.failed, 0, `${plans[i].kind}: ${JSON.stringify(r)}`);
-      }
-      assert.equal(await healthz(c), 200);
-      const closed = await Promise.all(floods.map((f) => f.event("all-closed", 60_000)));
-      for (const [i, r] of closed.entries()) {
-        assert.equal(r.peerClosed, plans[i].count, `${plans[i].kind}: ${JSON.stringify(r)}`);
-      }
-      for (const f of floods.splice(0)) await f.close();
-      await eventually(
-        () => fdCount(c!.pid) <= baselineFds + 8,
-        30_000,
-        `fds back near ${baselineFds}`,
-      );
+      await floodsClosedByLimits(c.pid, baselineFds, plans, floods, async () => {
+        assert.equal(await healthz(c!), 200);
+      });
       assert.equal(await healthz(c), 200);
       await claimAnswered(c);
 

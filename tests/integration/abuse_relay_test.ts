@@ -22,12 +22,14 @@ import {
   abuseCapability,
   echoOnce,
   echoWhenReady,
-  eventually,
   fdCount,
+  fdsBackNear,
   Flood,
+  floodsClosedByLimits,
   lastStats,
   loopbackSources,
   type Proc,
+  SHORT_LIMITS,
   startRelayProcess,
   writeRelayDir,
 } from "../support/abuse.ts";
@@ -191,11 +193,7 @@ Deno.test({
       }
 
       // Descriptors back to the baseline (the new tunnel and egress sessions aside).
-      await eventually(
-        () => fdCount(relay.pid) <= baselineFds + 12,
-        30_000,
-        `fds back near ${baselineFds}`,
-      );
+      await fdsBackNear(relay.pid, baselineFds, 12);
 
       // The log: per listener, one rate-limited refusal line (burst, then a
       // few a second) and a summary, for 3,500 refused or held connections.
@@ -241,16 +239,7 @@ Deno.test({
     let s: Setup | undefined;
     const floods: Flood[] = [];
     try {
-      // Short limits, yet with room for a busy machine: the flood's own TLS
-      // and preface must get through before they apply.
-      s = await setUp([
-        "--handshake-timeout",
-        "3s",
-        "--preface-timeout",
-        "3s",
-        "--idle-timeout",
-        "3s",
-      ]);
+      s = await setUp(SHORT_LIMITS);
       const { relay, fleet, device } = s;
       const baselineFds = fdCount(relay.pid);
       // Within the caps (client: 40 per source; tunnel and egress: a pool of 40), so
@@ -273,24 +262,10 @@ Deno.test({
           sources: loopbackSources(22, 4),
         },
       ] as const;
-      for (const p of plans) floods.push(new Flood({ host: "127.0.0.1", concurrency: 64, ...p }));
-      const settled = await Promise.all(floods.map((f) => f.event("settled", 120_000)));
-      for (const [i, r] of settled.entries()) {
-        assert.equal(r.failed, 0, `${plans[i].kind}: ${JSON.stringify(r)}`);
-      }
-      // A device calls meanwhile.
-      assert.equal((await echoOnce(fleet, device, relay.ports.client, "during")).text, "during");
-      // The relay closes every one of them (the flood sees each close).
-      const closed = await Promise.all(floods.map((f) => f.event("all-closed", 60_000)));
-      for (const [i, r] of closed.entries()) {
-        assert.equal(r.peerClosed, plans[i].count, `${plans[i].kind}: ${JSON.stringify(r)}`);
-      }
-      for (const f of floods.splice(0)) await f.close();
-      await eventually(
-        () => fdCount(relay.pid) <= baselineFds + 8,
-        30_000,
-        `fds back near ${baselineFds}`,
-      );
+      // A device calls meanwhile; the relay closes every one of them (the flood sees each close).
+      await floodsClosedByLimits(relay.pid, baselineFds, plans, floods, async () => {
+        assert.equal((await echoOnce(fleet, device, relay.ports.client, "during")).text, "during");
+      });
       assert.ok(relay.proc.alive, relay.proc.tail());
       assert.equal((await echoOnce(fleet, device, relay.ports.client, "after")).text, "after");
 

@@ -19,11 +19,10 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import {
   agentCapability,
-  agentPki,
-  AgentProcess,
   eventually,
   Lab,
-  nodeStateDir,
+  labTest,
+  startNodeAgent,
 } from "../support/agent_harness.ts";
 
 const cap = agentCapability("integration agent connection churn");
@@ -78,108 +77,90 @@ async function frontPids(lab: Lab, ns: string): Promise<number[]> {
   return out;
 }
 
-Deno.test({
-  name:
-    "integration agent: 200 controller connect/disconnect cycles; agent up, flat RSS, data plane untouched",
-  ignore: cap.ignore,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const lab = await Lab.create();
-    try {
-      const ns = await lab.ns("n");
-      const pki = await agentPki();
-      const [iface] = await lab.names.reserve(1);
-      const agent = await AgentProcess.start(
-        lab,
-        ns,
-        await nodeStateDir(pki, lab.tmp, "node"),
-        pki,
-        {
-          iface,
-        },
-      );
-      const answers = () =>
-        eventually(
-          async () => {
-            try {
-              const c = agent.client();
-              await agent.call("GetStatus", {}, c);
-              c.close();
-              return true;
-            } catch {
-              return false;
-            }
-          },
-          30_000,
-          200,
-        );
-      // The restart path, on purpose: the front is killed, the main process brings it back.
-      const [front] = await frontPids(lab, ns);
-      assert.ok(front, "a control front runs");
-      Deno.kill(front, "SIGKILL");
-      await agent.proc.line(/"code":"control-restarted"/, 30_000);
-      assert.ok(await answers(), "NodeControl answers again after the front was killed");
-      const linkBefore = await lab.exec(ns, ["ip", "-o", "link", "show", iface]);
-
-      let failed = 0;
-      const cycle = async (i: number) => {
-        try {
-          switch (i % 4) {
-            case 0: { // graceful: a call, then close
-              const c = agent.client();
-              await agent.call("GetStatus", {}, c);
-              c.close();
-              break;
-            }
-            case 1: { // a stream open, then the client closes
-              const c = agent.client();
-              c.WatchEvents({}).on("error", () => {});
-              await agent.call("ListPeers", {}, c);
-              c.close();
-              break;
-            }
-            default:
-              await abrupt(agent.socket, pki, i % 4 === 2 ? 0 : 1);
-          }
-        } catch {
-          failed++; // the front was restarting (see the module comment)
-          await answers();
-        }
-      };
-      for (let i = 0; i < 40; i++) await cycle(i); // warm-up
-      const before = await rssKb(agent.proc.pid);
-      for (let i = 0; i < CYCLES; i++) await cycle(i);
-      lab.closeClients();
-      assert.ok(await answers(), "NodeControl answers after the churn");
-      const status = await agent.call("GetStatus", {});
-      assert.equal(status.services[0].running, true);
-      assert.equal(agent.proc.exited, false, "the agent's main process never stopped");
-      assert.equal(
-        await lab.exec(ns, ["ip", "-o", "link", "show", iface]),
-        linkBefore,
-        "the data plane was not touched",
-      );
-      let after = await rssKb(agent.proc.pid);
-      const settled = await eventually(
+labTest(
+  "integration agent: 200 controller connect/disconnect cycles; agent up, flat RSS, data plane untouched",
+  cap.ignore,
+  async (lab) => {
+    const ns = await lab.ns("n");
+    const { agent, pki, iface } = await startNodeAgent(lab, ns);
+    const answers = () =>
+      eventually(
         async () => {
-          after = await rssKb(agent.proc.pid);
-          return after <= before + RSS_MARGIN_KB;
+          try {
+            const c = agent.client();
+            await agent.call("GetStatus", {}, c);
+            c.close();
+            return true;
+          } catch {
+            return false;
+          }
         },
         30_000,
-        500,
+        200,
       );
-      const crashes = agent.proc.err.filter((l) => l.includes('"code":"control-crashed"')).length;
-      console.error(
-        `agent main RSS: ${before} kB before, ${after} kB after ${CYCLES} cycles; ` +
-          `${failed} cycles failed, control front restarted ${
-            crashes - 1
-          } times by Deno's HTTP/2 bug`,
-      );
-      assert.ok(settled, `RSS grew from ${before} kB to ${after} kB`);
-      assert.equal((await agent.stop()).code, 0, agent.proc.tail());
-    } finally {
-      await lab.cleanup();
-    }
+    // The restart path, on purpose: the front is killed, the main process brings it back.
+    const [front] = await frontPids(lab, ns);
+    assert.ok(front, "a control front runs");
+    Deno.kill(front, "SIGKILL");
+    await agent.proc.line(/"code":"control-restarted"/, 30_000);
+    assert.ok(await answers(), "NodeControl answers again after the front was killed");
+    const linkBefore = await lab.exec(ns, ["ip", "-o", "link", "show", iface]);
+
+    let failed = 0;
+    const cycle = async (i: number) => {
+      try {
+        switch (i % 4) {
+          case 0: { // graceful: a call, then close
+            const c = agent.client();
+            await agent.call("GetStatus", {}, c);
+            c.close();
+            break;
+          }
+          case 1: { // a stream open, then the client closes
+            const c = agent.client();
+            c.WatchEvents({}).on("error", () => {});
+            await agent.call("ListPeers", {}, c);
+            c.close();
+            break;
+          }
+          default:
+            await abrupt(agent.socket, pki, i % 4 === 2 ? 0 : 1);
+        }
+      } catch {
+        failed++; // the front was restarting (see the module comment)
+        await answers();
+      }
+    };
+    for (let i = 0; i < 40; i++) await cycle(i); // warm-up
+    const before = await rssKb(agent.proc.pid);
+    for (let i = 0; i < CYCLES; i++) await cycle(i);
+    lab.closeClients();
+    assert.ok(await answers(), "NodeControl answers after the churn");
+    const status = await agent.call("GetStatus", {});
+    assert.equal(status.services[0].running, true);
+    assert.equal(agent.proc.exited, false, "the agent's main process never stopped");
+    assert.equal(
+      await lab.exec(ns, ["ip", "-o", "link", "show", iface]),
+      linkBefore,
+      "the data plane was not touched",
+    );
+    let after = await rssKb(agent.proc.pid);
+    const settled = await eventually(
+      async () => {
+        after = await rssKb(agent.proc.pid);
+        return after <= before + RSS_MARGIN_KB;
+      },
+      30_000,
+      500,
+    );
+    const crashes = agent.proc.err.filter((l) => l.includes('"code":"control-crashed"')).length;
+    console.error(
+      `agent main RSS: ${before} kB before, ${after} kB after ${CYCLES} cycles; ` +
+        `${failed} cycles failed, control front restarted ${
+          crashes - 1
+        } times by Deno's HTTP/2 bug`,
+    );
+    assert.ok(settled, `RSS grew from ${before} kB to ${after} kB`);
+    assert.equal((await agent.stop()).code, 0, agent.proc.tail());
   },
-});
+);

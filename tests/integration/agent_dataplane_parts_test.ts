@@ -15,65 +15,58 @@ import assert from "node:assert/strict";
 import { PolicyApplier } from "../../agent/dataplane/netpolicy.ts";
 import { StateStore } from "../../agent/store.ts";
 import { createLogger } from "../../core/log.ts";
-import { agentCapability, Lab } from "../support/agent_harness.ts";
+import { agentCapability, Lab, labTest } from "../support/agent_harness.ts";
 import { run } from "../support/run.ts";
 
 const cap = agentCapability("integration agent data-plane parts");
 const PROBE = new URL("../support/agent_driver_probe.ts", import.meta.url).pathname;
 
-Deno.test({
-  name: "integration agent: UAPI and wg-tools drivers agree step by step (wireguard-go interfaces)",
-  ignore: cap.ignore,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const lab = await Lab.create();
-    try {
-      const ns = await lab.ns("d");
-      const [i1, i2] = await lab.names.reserve(2);
-      const probe = async (kind: string, iface: string, keys?: unknown) => {
-        const r = await run("ip", [
-          "netns",
-          "exec",
-          ns,
-          Deno.execPath(),
-          "run",
-          "-A",
-          PROBE,
-          kind,
-          iface,
-        ], {
-          env: keys ? { PROBE_KEYS: JSON.stringify(keys) } : {},
-        });
-        const out = JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "{}");
-        assert.ok(out.ok, `${kind}: ${out.error ?? r.stderr}`);
-        return out;
-      };
-      const uapi = await probe("wireguard-go", i1);
-      const tools = await probe("wireguard-kernel", i2, uapi.keys);
-      assert.deepEqual(tools.steps, uapi.steps);
-      assert.equal(uapi.mtu, 1400);
-      assert.equal(tools.mtu, 1400);
-      const [first, second, third] = uapi.steps;
-      assert.equal(first.listenPort, 51999);
-      assert.equal(first.peers.length, 2);
-      const a = first.peers.find((p: any) => p.publicKey === uapi.keys.a);
-      assert.equal(a.presharedKey, uapi.keys.psk, "per-peer preshared key");
-      assert.deepEqual(a.allowedIps, ["10.8.0.2/32", "fd00::2/128"]);
-      const b = first.peers.find((p: any) => p.publicKey === uapi.keys.b);
-      assert.deepEqual([b.endpoint, b.keepalive], ["192.0.2.9:51820", 25]);
-      assert.deepEqual(
-        second.peers.map((p: any) => p.publicKey).sort(),
-        [uapi.keys.b, uapi.keys.c].sort(),
-      );
-      assert.deepEqual(third.peers.find((p: any) => p.publicKey === uapi.keys.b).allowedIps, [
-        "10.8.0.5/32",
-      ]);
-    } finally {
-      await lab.cleanup();
-    }
+labTest(
+  "integration agent: UAPI and wg-tools drivers agree step by step (wireguard-go interfaces)",
+  cap.ignore,
+  async (lab) => {
+    const ns = await lab.ns("d");
+    const [i1, i2] = await lab.names.reserve(2);
+    const probe = async (kind: string, iface: string, keys?: unknown) => {
+      const r = await run("ip", [
+        "netns",
+        "exec",
+        ns,
+        Deno.execPath(),
+        "run",
+        "-A",
+        PROBE,
+        kind,
+        iface,
+      ], {
+        env: keys ? { PROBE_KEYS: JSON.stringify(keys) } : {},
+      });
+      const out = JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "{}");
+      assert.ok(out.ok, `${kind}: ${out.error ?? r.stderr}`);
+      return out;
+    };
+    const uapi = await probe("wireguard-go", i1);
+    const tools = await probe("wireguard-kernel", i2, uapi.keys);
+    assert.deepEqual(tools.steps, uapi.steps);
+    assert.equal(uapi.mtu, 1400);
+    assert.equal(tools.mtu, 1400);
+    const [first, second, third] = uapi.steps;
+    assert.equal(first.listenPort, 51999);
+    assert.equal(first.peers.length, 2);
+    const a = first.peers.find((p: any) => p.publicKey === uapi.keys.a);
+    assert.equal(a.presharedKey, uapi.keys.psk, "per-peer preshared key");
+    assert.deepEqual(a.allowedIps, ["10.8.0.2/32", "fd00::2/128"]);
+    const b = first.peers.find((p: any) => p.publicKey === uapi.keys.b);
+    assert.deepEqual([b.endpoint, b.keepalive], ["192.0.2.9:51820", 25]);
+    assert.deepEqual(
+      second.peers.map((p: any) => p.publicKey).sort(),
+      [uapi.keys.b, uapi.keys.c].sort(),
+    );
+    assert.deepEqual(third.peers.find((p: any) => p.publicKey === uapi.keys.b).allowedIps, [
+      "10.8.0.5/32",
+    ]);
   },
-});
+);
 
 Deno.test({
   name:

@@ -27,7 +27,7 @@ import { pushPolicy } from "../../controller/relay/policy_push.ts";
 import { ORIGINAL_RELAY_NOTE } from "../../controller/relay/tunnel_client.ts";
 import { Revocations } from "../../controller/revocation.ts";
 import { startController } from "../../controller/serve.ts";
-import { openState } from "../../controller/state.ts";
+import { type ControllerState, openState } from "../../controller/state.ts";
 import { createLogger } from "../../core/log.ts";
 import { memoryDuplexPair, MuxSession } from "../../core/mux/mod.ts";
 import * as pki from "../../core/pki/mod.ts";
@@ -201,6 +201,75 @@ function logged(logs: string[], code: string): boolean {
   return logs.some((l) => JSON.parse(l).code === code);
 }
 
+function loggedMessage(logs: string[], msg: string, code: string): boolean {
+  return logs.some((l) => {
+    const j = JSON.parse(l);
+    return j.msg === msg && j.code === code;
+  });
+}
+
+/**
+ * Runs `fn` with a controller behind a relay (relayedController) whose
+ * tunnel policy revokes `revokedSerials`, once a registered device's call
+ * went through; closes both afterwards.
+ */
+async function withServingController(
+  fn: (r: Awaited<ReturnType<typeof relayedController>>, revokedSerials: string[]) => Promise<void>,
+): Promise<void> {
+  const reg = await registry();
+  const revokedSerials: string[] = [];
+  const r = await relayedController(reg, { revokedSerials });
+  try {
+    await reg.devices.register(r.h.device.cert);
+    assert.equal((await unary(r.h.client(), "Unary", { text: "up" })).res.text, "up");
+    await fn(r, revokedSerials);
+  } finally {
+    await r.close();
+    await reg.close();
+  }
+}
+
+/** A Fleet issuing from the CAs of a controller state. */
+function stateFleet(st: Pick<ControllerState, "pki">): Fleet {
+  return {
+    pki: st.pki.cas,
+    trust: st.pki.trust,
+    rootPem: pki.certPem(st.pki.cas.root.cert),
+    issue: async (profile, o) => {
+      const csr = await pki.generateCsr(profile.kind === "device" ? "device" : "relay");
+      const cert = await pki.issueLeaf(st.pki.cas, csr.csrPem, profile, o);
+      const ca = profile.kind === "device" ? st.pki.cas.device.cert : st.pki.cas.fleet.cert;
+      return { cert, chainPem: pki.bundlePem([cert, ca]), keyPem: csr.keyPem };
+    },
+  };
+}
+
+/**
+ * The controller of the state in `dir` (UI on a free port, no relay
+ * listener) dialing one relay tunnel at 127.0.0.1:`port`; `logs` gathers
+ * its log lines.
+ */
+async function tunnelController(dir: string, port: number) {
+  const logs: string[] = [];
+  const ctl = await within(
+    startController(
+      resolveConfig(
+        {
+          state: `${dir}/state`,
+          "ui-listen": "127.0.0.1:0",
+          "relay-listen": "off",
+          "relay-tunnels": `127.0.0.1:${port}`,
+        },
+        () => undefined,
+      ),
+      { services: services(), logSink: (l) => logs.push(l) },
+    ),
+    WAIT_MS,
+    "the controller to start",
+  );
+  return { ctl, logs };
+}
+
 Deno.test({
   name:
     "controller: a device revoked on the controller is refused through a relay that never heard of it; unknown, expired, disabled and forged too",
@@ -277,17 +346,7 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir();
     const st = await openState(`${dir}/state`, { create: true });
-    const fleet: Fleet = {
-      pki: st.pki.cas,
-      trust: st.pki.trust,
-      rootPem: pki.certPem(st.pki.cas.root.cert),
-      issue: async (profile, o) => {
-        const csr = await pki.generateCsr(profile.kind === "device" ? "device" : "relay");
-        const cert = await pki.issueLeaf(st.pki.cas, csr.csrPem, profile, o);
-        const ca = profile.kind === "device" ? st.pki.cas.device.cert : st.pki.cas.fleet.cert;
-        return { cert, chainPem: pki.bundlePem([cert, ca]), keyPem: csr.keyPem };
-      },
-    };
+    const fleet = stateFleet(st);
     const relayLeaf = await fleet.issue({ kind: "relay", hosts: ["127.0.0.1", "localhost"] });
     const phone = await fleet.issue({ kind: "device", name: "phone" });
     const old = await fleet.issue({ kind: "device", name: "old" }, {
@@ -299,23 +358,7 @@ Deno.test({
       WAIT_MS,
       "the original relay to start",
     );
-    const logs: string[] = [];
-    const ctl = await within(
-      startController(
-        resolveConfig(
-          {
-            state: `${dir}/state`,
-            "ui-listen": "127.0.0.1:0",
-            "relay-listen": "off",
-            "relay-tunnels": `127.0.0.1:${original.port}`,
-          },
-          () => undefined,
-        ),
-        { services: services(), logSink: (l) => logs.push(l) },
-      ),
-      WAIT_MS,
-      "the controller to start",
-    );
+    const { ctl, logs } = await tunnelController(dir, original.port);
     try {
       const tunnel = ctl.relays.tunnels[0];
       await within(tunnel.whenUp(), WAIT_MS, "the controller's tunnel to come up");
@@ -582,31 +625,19 @@ Deno.test({
     "controller revoked at the relay: a policy naming the tunnel's certificate closes it and its redials are refused",
   ...opts,
   fn: async () => {
-    const reg = await registry();
-    const revokedSerials: string[] = [];
-    const r = await relayedController(reg, { revokedSerials });
-    try {
-      await reg.devices.register(r.h.device.cert);
-      assert.equal((await unary(r.h.client(), "Unary", { text: "up" })).res.text, "up");
+    await withServingController(async (r, revokedSerials) => {
       // The controller's own client certificate is compromised: revoke it on the relay.
       const ctlSerial = pki.serialOf(r.t.controllerLeaf.cert);
       revokedSerials.push(ctlSerial);
       void r.t.client.pushPolicy();
       await until(() => logged(r.t.logs, "controller-revoked"), WAIT_MS, "the session to close");
       await until(
-        () =>
-          r.t.logs.some((l) => {
-            const j = JSON.parse(l);
-            return j.msg === "refused a non-controller connection" && j.code === "revoked";
-          }),
+        () => loggedMessage(r.t.logs, "refused a non-controller connection", "revoked"),
         WAIT_MS,
         "a refused redial",
       );
       assert.equal(r.t.slot.connected, false);
-    } finally {
-      await r.close();
-      await reg.close();
-    }
+    });
   },
 });
 
@@ -615,12 +646,7 @@ Deno.test({
     "controller revoked at the relay: a policy naming the controller's gRPC certificate drops the backend leg and refuses it again",
   ...opts,
   fn: async () => {
-    const reg = await registry();
-    const revokedSerials: string[] = [];
-    const r = await relayedController(reg, { revokedSerials });
-    try {
-      await reg.devices.register(r.h.device.cert);
-      assert.equal((await unary(r.h.client(), "Unary", { text: "up" })).res.text, "up");
+    await withServingController(async (r, revokedSerials) => {
       revokedSerials.push(pki.serialOf(r.server.cert));
       assert.equal(await within(r.t.client.pushPolicy(), WAIT_MS, "a policy push"), "ok");
       assert.ok(logged(r.h.logs, "controller-revoked"), "the live backend session was dropped");
@@ -628,18 +654,10 @@ Deno.test({
         assert.equal(e.code, grpc.status.UNAVAILABLE);
         return true;
       });
-      assert.ok(
-        r.h.logs.some((l) => {
-          const j = JSON.parse(l);
-          return j.msg === "controller connection refused" && j.code === "revoked";
-        }),
-      );
+      assert.ok(loggedMessage(r.h.logs, "controller connection refused", "revoked"));
       // The tunnel itself (another certificate) stays up.
       assert.equal(r.t.slot.connected, true);
-    } finally {
-      await r.close();
-      await reg.close();
-    }
+    });
   },
 });
 
@@ -655,12 +673,7 @@ Deno.test({
       kind: "relay",
       hosts: ["127.0.0.1", "localhost"],
     });
-    const fleet: Fleet = {
-      pki: st.pki.cas,
-      trust: st.pki.trust,
-      rootPem: pki.certPem(st.pki.cas.root.cert),
-      issue: () => Promise.reject(new Error("unused")),
-    };
+    const fleet = stateFleet(st);
     st.close();
     const relayLeaf = {
       cert: relayCert,
@@ -680,23 +693,7 @@ Deno.test({
       WAIT_MS,
       "the relay's controller listener",
     );
-    const logs: string[] = [];
-    const ctl = await within(
-      startController(
-        resolveConfig(
-          {
-            state: `${dir}/state`,
-            "ui-listen": "127.0.0.1:0",
-            "relay-listen": "off",
-            "relay-tunnels": `127.0.0.1:${listener.port}`,
-          },
-          () => undefined,
-        ),
-        { services: services(), logSink: (l) => logs.push(l) },
-      ),
-      WAIT_MS,
-      "the controller to start",
-    );
+    const { ctl, logs } = await tunnelController(dir, listener.port);
     try {
       const tunnel = ctl.relays.tunnels[0];
       await within(tunnel.whenUp(), WAIT_MS, "the controller's tunnel to come up");

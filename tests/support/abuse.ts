@@ -5,6 +5,7 @@
  * with bounded waits for a line, connection floods in a child process
  * (conn_flood.ts), and the open-descriptor count of a process.
  */
+import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { certPem } from "../../core/pki/mod.ts";
@@ -345,6 +346,56 @@ export async function eventually(
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, step ? 500 : 50));
   }
+}
+
+/**
+ * Short time limits, yet with room for a busy machine: a flood's own TLS
+ * and preface must get through before they apply.
+ */
+export const SHORT_LIMITS = [
+  "--handshake-timeout",
+  "3s",
+  "--preface-timeout",
+  "3s",
+  "--idle-timeout",
+  "3s",
+];
+
+/** Waits (30 s at most) until process `pid` holds at most `baselineFds + slack` descriptors. */
+export function fdsBackNear(pid: number, baselineFds: number, slack = 8): Promise<void> {
+  return eventually(
+    () => fdCount(pid) <= baselineFds + slack,
+    30_000,
+    `fds back near ${baselineFds}`,
+  );
+}
+
+/**
+ * Floods whose every connection a listener's time limits must close: each
+ * plan runs as a Flood from 127.0.0.1 … (kept in `floods` for tear-down),
+ * all must settle with no failed attempt, then `during` runs, then each
+ * flood must see all its connections closed by the peer; the floods are
+ * then closed and the descriptors of `pid` must return near `baselineFds`.
+ */
+export async function floodsClosedByLimits(
+  pid: number,
+  baselineFds: number,
+  plans: readonly Omit<FloodPlan, "host" | "concurrency">[],
+  floods: Flood[],
+  during: () => Promise<void>,
+): Promise<void> {
+  for (const p of plans) floods.push(new Flood({ host: "127.0.0.1", concurrency: 64, ...p }));
+  const settled = await Promise.all(floods.map((f) => f.event("settled", 120_000)));
+  for (const [i, r] of settled.entries()) {
+    assert.equal(r.failed, 0, `${plans[i].kind}: ${JSON.stringify(r)}`);
+  }
+  await during();
+  const closed = await Promise.all(floods.map((f) => f.event("all-closed", 60_000)));
+  for (const [i, r] of closed.entries()) {
+    assert.equal(r.peerClosed, plans[i].count, `${plans[i].kind}: ${JSON.stringify(r)}`);
+  }
+  for (const f of floods.splice(0)) await f.close();
+  await fdsBackNear(pid, baselineFds);
 }
 
 /** A device's gRPC client for the Echo service at 127.0.0.1:port (source address 127.0.0.1). */

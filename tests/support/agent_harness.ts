@@ -368,6 +368,22 @@ export interface AgentStartOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * An agent started on node `ns` as these tests start one: a fresh fleet PKI,
+ * the state directory `node` under the lab's, one reserved interface name.
+ */
+export async function startNodeAgent(
+  lab: Lab,
+  ns: string,
+  opts: Omit<AgentStartOptions, "iface"> = {},
+): Promise<{ agent: AgentProcess; pki: AgentPki; iface: string; dir: string }> {
+  const pki = await agentPki();
+  const [iface] = await lab.names.reserve(1);
+  const dir = await nodeStateDir(pki, lab.tmp, "node");
+  const agent = await AgentProcess.start(lab, ns, dir, pki, { iface, ...opts });
+  return { agent, pki, iface, dir };
+}
+
 /** The agent as a process in a namespace, and NodeControl clients to it. */
 export class AgentProcess {
   readonly socket: string;
@@ -605,4 +621,68 @@ export function watchEvents(
       client.close();
     },
   };
+}
+
+/**
+ * One Deno test run in a fresh Lab, cleaned up afterwards (no sanitizers:
+ * the lab's processes and sockets outlive single ops).
+ */
+export function labTest(name: string, ignore: boolean, fn: (lab: Lab) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const lab = await Lab.create();
+      try {
+        await fn(lab);
+      } finally {
+        await lab.cleanup();
+      }
+    },
+  });
+}
+
+/**
+ * The single-node topology: clients c1 (192.0.2.2, node 192.0.2.1) and c2
+ * (192.0.2.6, node 192.0.2.5), the node routed to the internet namespace,
+ * whose host 203.0.113.80 echoes on TCP 7000 the source address it sees.
+ */
+export async function singleNode(lab: Lab) {
+  const node = await lab.ns("n");
+  const c1 = await lab.ns("c1");
+  const c2 = await lab.ns("c2");
+  const inet = await lab.ns("i");
+  await lab.link(c1, "192.0.2.2/30", node, "192.0.2.1/30");
+  await lab.link(c2, "192.0.2.6/30", node, "192.0.2.5/30");
+  await lab.link(node, "198.51.100.1/30", inet, "198.51.100.2/30");
+  await lab.exec(node, ["ip", "route", "add", "default", "via", "198.51.100.2"]);
+  await lab.exec(inet, ["ip", "addr", "add", "203.0.113.80/32", "dev", "lo"]);
+  await lab.echoServer(inet, 7000);
+  return { node, c1, c2, inet };
+}
+
+/**
+ * WireGuard client `n` (1 or 2) of the singleNode topology in namespace
+ * `ns`: address 10.8.0.(n+1), the node at its side of the link
+ * (192.0.2.1 or 192.0.2.5) on `port`.
+ */
+export function singleNodeClient(
+  lab: Lab,
+  ns: string,
+  n: 1 | 2,
+  o: { key: { priv: string }; psk: string; serverKey: string; routes: string[]; port?: number },
+): Promise<Proc> {
+  return startWgClient(lab, ns, {
+    name: `pc${lab.id}${n}`,
+    privateKey: o.key.priv,
+    address: `10.8.0.${n + 1}/32`,
+    server: {
+      publicKey: o.serverKey,
+      endpoint: `192.0.2.${n === 1 ? 1 : 5}:${o.port ?? 443}`,
+      presharedKey: o.psk,
+    },
+    routes: o.routes,
+  });
 }
