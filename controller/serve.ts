@@ -24,7 +24,9 @@ import { Devices } from "./devices.ts";
 import { createControllerGrpc } from "./grpc/server.ts";
 import { type RelayLinks, startRelayLinks } from "./relay/links.ts";
 import { Revocations } from "./revocation.ts";
+import { Service, SYSTEM_ACTOR } from "./service/service.ts";
 import { serviceCert } from "./service_certs.ts";
+import { controllerSshKey } from "./ssh/controller_key.ts";
 import { type ControllerState, openState } from "./state.ts";
 
 /** How often revocations written by another process (a CLI) are picked up. */
@@ -49,6 +51,8 @@ export async function startController(
     logSink?: (line: string) => void;
     /** Clock of the device expiry check (tests). */
     now?: () => Date;
+    /** How often the relays table is read for added or removed relays (tests). */
+    relayPollMs?: number;
   } = {},
 ): Promise<RunningController> {
   const log = createLogger("controller", { level: cfg.logLevel, sink: opts.logSink });
@@ -57,6 +61,11 @@ export async function startController(
     state: cfg.state,
     root_ca_fingerprint: state.pki.rootFingerprint,
   });
+  // The key that installs agents and relays over SSH exists from the first start.
+  const sshKey = await controllerSshKey(new Service(state.db), state.keystore, SYSTEM_ACTOR);
+  if (sshKey.created) {
+    log.info("created the controller's SSH key", { fingerprint: sshKey.fingerprint });
+  }
   const server = await serviceCert(state, "controller-server");
   const revocations = new Revocations(state.db, log.child({ part: "revocation" }));
   const devices = new Devices(state.db, revocations);
@@ -81,7 +90,7 @@ export async function startController(
     noisy,
     // A listener that cannot be rebuilt is logged at every attempt; the controller goes on.
     onFatal: () => {},
-  });
+  }, opts.relayPollMs);
 
   const { hostname, port } = splitListen(cfg.uiListen);
   if (!["127.0.0.1", "::1", "localhost"].includes(hostname)) {

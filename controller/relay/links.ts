@@ -20,11 +20,16 @@ import type { ControllerGrpc } from "../grpc/server.ts";
 import type { Revocations } from "../revocation.ts";
 import { serviceCert } from "../service_certs.ts";
 import type { ControllerState } from "../state.ts";
+import { watchRelayTargets } from "../onboarding/relay_targets.ts";
 import { PolicySource } from "./policy_source.ts";
 import { type PushOutcome, TunnelClient } from "./tunnel_client.ts";
 
+/** Default poll of the relays table (`cox relays add` from another process). */
+export const RELAY_POLL_MS = 5000;
+
 export interface RelayLinks {
   embedded: RunningRelay | null;
+  /** The tunnels dialled now: the configured ones, then the onboarded relays of the table. */
   tunnels: TunnelClient[];
   /** The controller's revocation list, shared by the embedded relay (and pushed to remote ones). */
   revoked: RevocationList;
@@ -41,6 +46,8 @@ export async function startRelayLinks(
   log: Logger,
   /** Caps and limits of the embedded relay's device listener (default: from the fd limit). */
   connections?: ConnectionSettings,
+  /** How often the relays table is read for relays added or removed meanwhile. */
+  relayPollMs = RELAY_POLL_MS,
 ): Promise<RelayLinks> {
   const revoked = revocations.list;
   const fleetPem = certPem(state.pki.cas.fleet.cert);
@@ -69,7 +76,7 @@ export async function startRelayLinks(
   }
   const client = await serviceCert(state, "controller-client");
   const policy = new PolicySource(state.db, revocations);
-  const tunnels = listSetting(cfg.relayTunnels).map((target) => {
+  const dial = (target: string) => {
     const i = target.lastIndexOf(":");
     const t = new TunnelClient({
       target: {
@@ -91,6 +98,32 @@ export async function startRelayLinks(
     });
     t.start();
     return t;
+  };
+  const configured = listSetting(cfg.relayTunnels);
+  const tunnels = configured.map(dial);
+  // Relays onboarded with `cox relays add` (maybe by another process): dialled
+  // without a restart, dropped when removed. A configured target is never doubled.
+  const fromTable = new Map<string, TunnelClient>();
+  const stopWatching = watchRelayTargets(state.db, {
+    intervalMs: relayPollMs,
+    onChange({ added, removed }) {
+      for (const r of removed) {
+        const t = fromTable.get(r.target);
+        if (!t) continue;
+        fromTable.delete(r.target);
+        tunnels.splice(tunnels.indexOf(t), 1);
+        log.info("relay removed: tunnel closed", { relay: r.target, relay_id: r.id });
+        void t.stop();
+      }
+      for (const r of added) {
+        if (configured.includes(r.target) || fromTable.has(r.target)) continue;
+        const t = dial(r.target);
+        fromTable.set(r.target, t);
+        tunnels.push(t);
+        log.info("relay added: dialling its tunnel", { relay: r.target, relay_id: r.id });
+      }
+    },
+    onError: (e) => log.error("cannot read the relays table", { code: "relay-targets", error: e }),
   });
   const pushPolicy = () => Promise.all(tunnels.map((t) => t.pushPolicy()));
   // Tell the relays at once (tunnels subscribed first: a revoked relay is already cut off).
@@ -101,6 +134,7 @@ export async function startRelayLinks(
     revoked,
     pushPolicy,
     async close() {
+      stopWatching();
       unsubscribe();
       await Promise.all(tunnels.map((t) => t.stop()));
       await embedded?.close();

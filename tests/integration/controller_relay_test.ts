@@ -20,11 +20,10 @@ import { startController } from "../../controller/serve.ts";
 import { serviceCert } from "../../controller/service_certs.ts";
 import { createLogger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
-import { resolveRelayConfig } from "../../relay/config.ts";
-import { runRelay } from "../../relay/run.ts";
 import { duplexPair } from "../../relay/transport.ts";
 import { echoPkg } from "../support/echo_backend.ts";
 import { CALL_DEADLINE_MS, unary } from "../support/relay_harness.ts";
+import { runTestRelay, writeRelayMaterial } from "../support/remote_relay.ts";
 import { until, WAIT_MS, within } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -177,38 +176,13 @@ Deno.test({
     // The remote relay's material, as onboarding would install it.
     const { openState } = await import("../../controller/state.ts");
     const st = await openState(ctlState, { create: true });
-    const csr = await pki.generateCsr("relay");
-    const leaf = await pki.issueLeaf(st.pki.cas, csr.csrPem, {
-      kind: "relay",
-      hosts: ["127.0.0.1", "localhost"],
-    });
-    await Deno.mkdir(relayDir);
-    await Deno.writeTextFile(`${relayDir}/relay.key`, csr.keyPem);
-    await Deno.writeTextFile(`${relayDir}/relay.crt`, pki.bundlePem([leaf, st.pki.cas.fleet.cert]));
-    await Deno.writeTextFile(`${relayDir}/ca.crt`, pki.certPem(st.pki.cas.root.cert));
-    await Deno.writeTextFile(`${relayDir}/fleet-ca.crt`, pki.certPem(st.pki.cas.fleet.cert));
-    await Deno.writeTextFile(`${relayDir}/device-ca.crt`, pki.certPem(st.pki.cas.device.cert));
+    await writeRelayMaterial(st.pki.cas, relayDir);
     const device = await issueDevice(st.pki.cas);
     const rootPem = pki.certPem(st.pki.cas.root.cert);
     st.close();
 
     const relayLogs: string[] = [];
-    const relay = await within(
-      runRelay(
-        resolveRelayConfig(
-          {
-            dir: relayDir,
-            "client-addr": "127.0.0.1:0",
-            "tunnel-addr": "127.0.0.1:0",
-            "egress-addr": "off",
-          },
-          () => undefined,
-        ),
-        createLogger("relay", { sink: (l) => relayLogs.push(l) }),
-      ),
-      WAIT_MS,
-      "the relay to start",
-    );
+    const relay = await runTestRelay(relayDir, relayLogs);
     const cfg = resolveConfig(
       {
         state: ctlState,
