@@ -18,6 +18,7 @@ import {
   checkPort,
   checkWgKey,
   DEFAULT_MTU,
+  obfuscationMessage,
   validateObfuscation,
 } from "../core/dataplane/mod.ts";
 import type { Logger } from "../core/log.ts";
@@ -216,27 +217,6 @@ export function eventMessage(e: AgentEvent) {
     source_endpoint: e.sourceEndpoint,
     rx_bytes: e.rxBytes.toString(),
     tx_bytes: e.txBytes.toString(),
-  };
-}
-
-function obfuscationMessage(o: AwgObfuscation) {
-  return {
-    jc: o.jc,
-    jmin: o.jmin,
-    jmax: o.jmax,
-    s1: o.s1,
-    s2: o.s2,
-    s3: o.s3,
-    s4: o.s4,
-    h1: o.h1,
-    h2: o.h2,
-    h3: o.h3,
-    h4: o.h4,
-    i1: o.i1 ?? "",
-    i2: o.i2 ?? "",
-    i3: o.i3 ?? "",
-    i4: o.i4 ?? "",
-    i5: o.i5 ?? "",
   };
 }
 

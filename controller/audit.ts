@@ -20,7 +20,7 @@
  * updated with every append, so deleting the newest entries is detected.
  */
 import { PharosError } from "../core/errors.ts";
-import type { Db } from "./db/sqlite.ts";
+import { type Db, statement } from "./db/sqlite.ts";
 import { sha256Hex } from "./service/canonical.ts";
 
 /** Codes: `damaged` (audit_head missing), `broken` (see audit_verify.ts). */
@@ -65,7 +65,7 @@ export function auditHash(e: Omit<AuditEntry, "hash">): string {
 }
 
 export function readAuditHead(db: Db): AuditHead | undefined {
-  return db.prepare("SELECT count, last_seq, last_hash FROM audit_head WHERE id = 1").get() as
+  return statement(db, "SELECT count, last_seq, last_hash FROM audit_head WHERE id = 1").get() as
     | AuditHead
     | undefined;
 }
@@ -87,7 +87,8 @@ export function appendAudit(
   }
   const unhashed = { ...e, seq: head.last_seq + 1, prev_hash: head.last_hash };
   const entry: AuditEntry = { ...unhashed, hash: auditHash(unhashed) };
-  db.prepare(
+  statement(
+    db,
     `INSERT INTO audit_log (seq, time, actor, action, target_type, target_id, before_digest,
        after_digest, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
@@ -102,7 +103,8 @@ export function appendAudit(
     entry.prev_hash,
     entry.hash,
   );
-  db.prepare(
+  statement(
+    db,
     `UPDATE audit_head SET count = count + 1, last_seq = ?, last_hash = ?, version = version + 1,
        updated_at = ? WHERE id = 1`,
   ).run(entry.seq, entry.hash, entry.time);
@@ -111,7 +113,8 @@ export function appendAudit(
 
 /** The newest `n` entries, oldest first. */
 export function auditTail(db: Db, n: number): AuditEntry[] {
-  const rows = db.prepare(
+  const rows = statement(
+    db,
     "SELECT * FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq",
   ).all(n) as unknown as AuditEntry[];
   return rows.map((r) => ({ ...r }));

@@ -9,6 +9,7 @@ import {
   resolveSettings,
   type SettingSpec,
 } from "../core/settings.ts";
+import { isCidr, isIpv4, isIpv6 } from "../core/net/address.ts";
 
 export { ConfigError } from "../core/settings.ts";
 
@@ -24,6 +25,12 @@ export interface ControllerConfig extends ConnectionSettingValues {
   relayHosts: string;
   /** Comma-separated host:port of remote relays' tunnel ports to dial. */
   relayTunnels: string;
+  /** Comma-separated addresses/CIDRs of TLS reverse proxies whose X-Forwarded-* are believed. */
+  trustedProxies: string;
+  /** Comma-separated origins (besides the dashboard's own) allowed to send writes. */
+  allowedOrigins: string;
+  /** "on": /metrics answers loopback peers without a token. */
+  metricsLoopback: "on" | "off";
 }
 
 export const CONTROLLER_SETTINGS: SettingSpec[] = [
@@ -80,6 +87,33 @@ export const CONTROLLER_SETTINGS: SettingSpec[] = [
     arg: "HOST:PORT,...",
     help: "remote relays' tunnel ports to dial",
   },
+  {
+    key: "trustedProxies",
+    flag: "trusted-proxies",
+    env: "PHAROS_TRUSTED_PROXIES",
+    default: "",
+    check: addressOrCidrList,
+    arg: "IP|CIDR,...",
+    help: "TLS reverse proxies whose X-Forwarded-* headers are believed",
+  },
+  {
+    key: "allowedOrigins",
+    flag: "allowed-origins",
+    env: "PHAROS_ALLOWED_ORIGINS",
+    default: "",
+    check: originList,
+    arg: "ORIGIN,...",
+    help: "other origins whose pages may send the dashboard writes",
+  },
+  {
+    key: "metricsLoopback",
+    flag: "metrics-loopback",
+    env: "PHAROS_METRICS_LOOPBACK",
+    default: "off",
+    check: (v) => v === "on" || v === "off" ? undefined : "use on or off",
+    arg: "on|off",
+    help: "/metrics without a token for loopback peers",
+  },
   // Caps and time limits of the embedded relay's device listener and the dashboard.
   ...connectionSettingSpecs("PHAROS_"),
 ];
@@ -96,6 +130,27 @@ function nonEmptyList(v: string): string | undefined {
 function hostPortList(v: string): string | undefined {
   const bad = listSetting(v).find((e) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(e));
   return bad ? `"${bad}" is not host:port` : undefined;
+}
+
+function addressOrCidrList(v: string): string | undefined {
+  const bad = listSetting(v).find((e) => !isIpv4(e) && !isIpv6(e) && !isCidr(e));
+  return bad
+    ? `"${bad.slice(0, 60)}" is not an IP address or CIDR prefix (such as 10.0.0.0/8)`
+    : undefined;
+}
+
+function originList(v: string): string | undefined {
+  const bad = listSetting(v).find((e) => {
+    try {
+      const u = new URL(e);
+      return u.origin !== e || !["http:", "https:"].includes(u.protocol);
+    } catch {
+      return true;
+    }
+  });
+  return bad
+    ? `"${bad.slice(0, 60)}" is not an origin such as https://vpn.example.net (no path, no slash)`
+    : undefined;
 }
 
 export function resolveConfig(

@@ -15,7 +15,7 @@
  */
 import { PharosError } from "../core/errors.ts";
 import { deviceFingerprint, serialOf, type X509Certificate } from "../core/pki/mod.ts";
-import type { Db } from "./db/sqlite.ts";
+import { type Db, statement } from "./db/sqlite.ts";
 import { recordRevocation, type Revocations } from "./revocation.ts";
 import { type Actor, Service, SYSTEM_ACTOR } from "./service/service.ts";
 
@@ -92,7 +92,7 @@ export class Devices {
         expectVersion: 0,
       },
       (tx) => {
-        if (tx.db.prepare("SELECT 1 FROM devices WHERE fingerprint = ?").get(fingerprint)) {
+        if (statement(tx.db, "SELECT 1 FROM devices WHERE fingerprint = ?").get(fingerprint)) {
           throw new DeviceError("exists", `a device with fingerprint ${fingerprint} is registered`);
         }
         tx.insert({
@@ -109,12 +109,14 @@ export class Devices {
   }
 
   get(id: string): Device | undefined {
-    const row = this.db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as Row | undefined;
+    const row = statement(this.db, "SELECT * FROM devices WHERE id = ?").get(id) as Row | undefined;
     return row ? fromRow(row) : undefined;
   }
 
   byFingerprint(fingerprint: string): Device | undefined {
-    const row = this.db.prepare("SELECT * FROM devices WHERE fingerprint = ?").get(fingerprint) as
+    const row = statement(this.db, "SELECT * FROM devices WHERE fingerprint = ?").get(
+      fingerprint,
+    ) as
       | Row
       | undefined;
     return row ? fromRow(row) : undefined;

@@ -4,7 +4,7 @@
  * sealed by the keystore, never copied off the controller.
  */
 import * as pki from "../core/pki/mod.ts";
-import { type Db, transaction } from "./db/sqlite.ts";
+import { type Db, statement, transaction } from "./db/sqlite.ts";
 import type { Keystore } from "./keystore.ts";
 
 export interface ControllerPki {
@@ -25,7 +25,7 @@ interface CaRow {
 
 /** True when the database holds a CA (any row of it). */
 export function hasPki(db: Db): boolean {
-  return db.prepare("SELECT 1 FROM ca LIMIT 1").get() !== undefined;
+  return statement(db, "SELECT 1 FROM ca LIMIT 1").get() !== undefined;
 }
 
 /** Makes a new CA and stores it, keys sealed; the database must hold none yet. */
@@ -38,7 +38,8 @@ export async function createPki(db: Db, keys: Keystore): Promise<ControllerPki> 
   })));
   const now = new Date().toISOString();
   transaction(db, () => {
-    const insert = db.prepare(
+    const insert = statement(
+      db,
       "INSERT INTO ca (name, cert_pem, key_sealed, fingerprint, not_after, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
     );
     for (const { n, sealed, fingerprint } of prepared) {
@@ -57,7 +58,8 @@ export async function createPki(db: Db, keys: Keystore): Promise<ControllerPki> 
 
 /** Loads the stored CA, unsealing its keys; the database must hold one. */
 export async function loadPki(db: Db, keys: Keystore): Promise<ControllerPki> {
-  const rows = db.prepare("SELECT name, cert_pem, key_sealed FROM ca").all() as unknown as CaRow[];
+  const rows = statement(db, "SELECT name, cert_pem, key_sealed FROM ca")
+    .all() as unknown as CaRow[];
   if (rows.length !== 3) {
     throw new pki.PkiError(
       "malformed",

@@ -14,7 +14,7 @@
 import { PharosError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { RevocationList } from "../core/pki/mod.ts";
-import type { Db } from "./db/sqlite.ts";
+import { type Db, statement } from "./db/sqlite.ts";
 import { type Actor, Service, SYSTEM_ACTOR } from "./service/service.ts";
 
 export class RevocationError extends PharosError {}
@@ -125,7 +125,8 @@ export class Revocations {
    * that have expired are left out of the list: no verifier accepts them.
    */
   sync(now: Date = new Date()): RevokedEntry[] {
-    const rows = this.db.prepare(
+    const rows = statement(
+      this.db,
       `SELECT rowid, serial, kind, subject, not_after FROM revoked_certificates
        WHERE rowid > ? ORDER BY rowid`,
     ).all(this.#lastRowid) as unknown as Row[];

@@ -17,13 +17,22 @@ import { rateLimitedLogger } from "../core/log_limit.ts";
 import { splitListen } from "../core/settings.ts";
 import { planFromSettings } from "../relay/conn_limits.ts";
 import { softNofile } from "../relay/fd_limit.ts";
+import { Accounts, accountSyncService, relayEndpoint } from "./accounts/mod.ts";
+import { withDashboard } from "../ui/server.ts";
 import { createApp } from "./api/app.ts";
+import { nodeOnboarding } from "./api/onboard.ts";
+import { announceSetupLink } from "./api/setup_link.ts";
 import { type RunningDashboard, startDashboard } from "./api/listener.ts";
-import type { ControllerConfig } from "./config.ts";
+import { type ControllerConfig, listSetting } from "./config.ts";
 import { Devices } from "./devices.ts";
 import { createControllerGrpc } from "./grpc/server.ts";
 import { type RelayLinks, startRelayLinks } from "./relay/links.ts";
 import { Revocations } from "./revocation.ts";
+import { type FleetDriver, startFleetDriver } from "./fleet/driver.ts";
+import { registerFleetMetrics } from "./monitoring.ts";
+import { Reconciler } from "./reconcile/reconciler.ts";
+import { ControllerFleetView } from "./fleet_view.ts";
+import { startRenewal } from "./renewal.ts";
 import { Service, SYSTEM_ACTOR } from "./service/service.ts";
 import { serviceCert } from "./service_certs.ts";
 import { controllerSshKey } from "./ssh/controller_key.ts";
@@ -39,6 +48,12 @@ export interface RunningController {
   devices: Devices;
   /** The one revocation list (devices, relays, controller certificates). */
   revocations: Revocations;
+  /** Users, tickets, claims, profiles (AccountSync is served from it). */
+  accounts: Accounts;
+  /** The nodes' links (NodeControl calls, health, events). */
+  fleet: FleetDriver;
+  /** Keeps every node as the database wants it. */
+  reconciler: Reconciler;
   /** Bound dashboard port. */
   uiPort: number;
   shutdown(): Promise<void>;
@@ -53,6 +68,8 @@ export async function startController(
     now?: () => Date;
     /** How often the relays table is read for added or removed relays (tests). */
     relayPollMs?: number;
+    /** Told which nodes gained or lost device peers (the reconcile loop's nudge). */
+    onPeersChanged?: (nodeIds: string[]) => void;
   } = {},
 ): Promise<RunningController> {
   const log = createLogger("controller", { level: cfg.logLevel, sink: opts.logSink });
@@ -69,6 +86,42 @@ export async function startController(
   const server = await serviceCert(state, "controller-server");
   const revocations = new Revocations(state.db, log.child({ part: "revocation" }));
   const devices = new Devices(state.db, revocations);
+  // Nodes: one mTLS link each (in a supervised child process), health, events...
+  const fleet = await startFleetDriver(state, { log: log.child({ part: "fleet" }), revocations });
+  // ...and the loop that keeps each node as the database wants it.
+  // Accounts needs the reconciler's nudge and the reconciler tells accounts the node keys.
+  const late: { accounts?: Accounts } = {};
+  const reconciler = new Reconciler({
+    service: new Service(state.db),
+    caller: fleet,
+    sealer: state.keystore,
+    log: log.child({ part: "reconcile" }),
+    onNodeKey: (id, key) =>
+      void late.accounts?.nodeKeyObserved(id, key).catch((e) =>
+        log.error("node key not recorded", { code: "node-key", node: id, error: e })
+      ),
+  });
+  const embeddedRelay: { port?: number } = {};
+  const accounts = late.accounts = await Accounts.open({
+    db: state.db,
+    keystore: state.keystore,
+    pki: state.pki,
+    devices,
+    // The embedded relay's bound port is known once it listens (below).
+    relay: () => relayEndpoint(cfg, embeddedRelay.port),
+    onPeersChanged: (ids) => {
+      reconciler.nudge(ids);
+      opts.onPeersChanged?.(ids);
+    },
+    now: opts.now,
+    log: log.child({ part: "accounts" }),
+  });
+  const services = [...(opts.services ?? [])];
+  // A caller's own AccountSync (tests) replaces ours: grpc-js takes one per name.
+  const hasAccountSync = services.some(([def]) =>
+    Object.values(def).some((m) => m.path.startsWith("/pharos.account.v1.AccountSync/"))
+  );
+  if (!hasAccountSync) services.push(accountSyncService(accounts, log.child({ part: "accounts" })));
   const grpc = createControllerGrpc({
     certPem: server.chainPem,
     keyPem: server.keyPem,
@@ -78,7 +131,7 @@ export async function startController(
     devices,
     now: opts.now,
     log: log.child({ part: "grpc" }),
-    services: opts.services,
+    services,
   });
   const nofile = softNofile();
   const plan = planFromSettings(cfg, 1, nofile);
@@ -91,6 +144,7 @@ export async function startController(
     // A listener that cannot be rebuilt is logged at every attempt; the controller goes on.
     onFatal: () => {},
   }, opts.relayPollMs);
+  embeddedRelay.port = relays.embedded?.port;
 
   const { hostname, port } = splitListen(cfg.uiListen);
   if (!["127.0.0.1", "::1", "localhost"].includes(hostname)) {
@@ -99,10 +153,23 @@ export async function startController(
     });
   }
   let http: RunningDashboard;
+  // The admin API, with the dashboard (its first client) on every path outside /api.
+  const api = await withDashboard((ui) =>
+    createApp({
+      state,
+      ui,
+      log: log.child({ part: "api" }),
+      onboard: nodeOnboarding(state),
+      accounts,
+      fleetView: new ControllerFleetView(state.db, fleet, reconciler),
+      trustedProxies: listSetting(cfg.trustedProxies),
+      allowedOrigins: listSetting(cfg.allowedOrigins),
+      metricsOnLoopback: cfg.metricsLoopback === "on",
+    }), { log: log.child({ part: "dashboard" }) });
   try {
     http = await startDashboard({
       listen: { hostname, port },
-      handler: createApp(state),
+      handler: api,
       budget: plan.localBudget(),
       limits,
       log,
@@ -111,6 +178,7 @@ export async function startController(
   } catch (e) {
     await relays.close();
     grpc.close();
+    await fleet.stop();
     noisy.close();
     throw asRuntimeListenError(e);
   }
@@ -125,6 +193,8 @@ export async function startController(
     preface_ms: limits.prefaceMs,
     idle_ms: limits.idleMs,
   });
+  const uiHost = hostname.includes(":") ? `[${hostname}]` : hostname;
+  announceSetupLink(api.auth, `http://${uiHost}:${http.port}`, log);
   const sync = setInterval(() => {
     try {
       revocations.sync();
@@ -132,17 +202,41 @@ export async function startController(
       log.error("cannot read revocations", { code: "revocation-sync", error: e });
     }
   }, REVOCATION_SYNC_MS);
+  // Certificates of nodes, relays and the controller itself, renewed before they expire.
+  const stopRenewal = startRenewal(state, { log: log.child({ part: "renewal" }) });
+  registerFleetMetrics(api.metrics.registry, { fleet, reconciler });
+  const unsubscribeFleet = fleet.subscribe((e) => {
+    // A node that answers again is brought up to date at once; every event goes to the feed.
+    if (e.kind === "health" && e.health === "healthy") reconciler.nudge([e.nodeId]);
+    api.publish(e.kind === "health" ? "node" : "node-event", e);
+  });
+  reconciler.start();
+  log.info("controller ready", {
+    dashboard: `http://${uiHost}:${http.port}`,
+    embedded_relay: relays.embedded ? `${cfg.relayListen} (port ${relays.embedded.port})` : "off",
+    relay_tunnels: relays.tunnels.length,
+    nodes: fleet.nodeIds().length,
+    reconcile_interval_ms: reconciler.intervalMs,
+    state: cfg.state,
+  });
   return {
     state,
     relays,
     devices,
     revocations,
+    accounts,
+    fleet,
+    reconciler,
     uiPort: http.port,
     async shutdown() {
       clearInterval(sync);
+      unsubscribeFleet();
+      await reconciler.stop();
+      await stopRenewal();
       await relays.close();
       grpc.close();
       await http.close();
+      await fleet.stop();
       noisy.close();
       state.close();
       log.info("stopped");

@@ -5,7 +5,7 @@
  * re-issued automatically once renewal is due or the wanted hosts change.
  */
 import * as pki from "../core/pki/mod.ts";
-import type { Db } from "./db/sqlite.ts";
+import { type Db, statement } from "./db/sqlite.ts";
 import type { ControllerState } from "./state.ts";
 
 export type ServiceCertName = "controller-client" | "controller-server" | "embedded-relay";
@@ -48,11 +48,12 @@ export async function serviceCert(
   now: Date = new Date(),
 ): Promise<ServiceCert> {
   const fleetPem = pki.certPem(state.pki.cas.fleet.cert);
-  const row = state.db.prepare("SELECT cert_pem, key_sealed FROM service_certs WHERE name = ?").get(
-    name,
-  ) as
-    | Row
-    | undefined;
+  const row = statement(state.db, "SELECT cert_pem, key_sealed FROM service_certs WHERE name = ?")
+    .get(
+      name,
+    ) as
+      | Row
+      | undefined;
   if (row) {
     const leaf = pki.parseCertificate(row.cert_pem);
     const hostsChanged = name === "embedded-relay" &&
@@ -62,6 +63,28 @@ export async function serviceCert(
       const keyPem = pki.derToPem(der, "PRIVATE KEY");
       return { chainPem: row.cert_pem + fleetPem, keyPem, leaf };
     }
+  }
+  return await issueServiceCert(state, name, relayHosts, now);
+}
+
+/**
+ * Issues the named certificate anew (a new key), for the same names as the
+ * current one unless `relayHosts` says otherwise; the renewal check's path.
+ */
+export async function issueServiceCert(
+  state: Pick<ControllerState, "db" | "keystore" | "pki">,
+  name: ServiceCertName,
+  relayHosts?: string[],
+  now: Date = new Date(),
+): Promise<ServiceCert> {
+  const fleetPem = pki.certPem(state.pki.cas.fleet.cert);
+  if (relayHosts === undefined) {
+    const row = statement(state.db, "SELECT cert_pem FROM service_certs WHERE name = ?").get(
+      name,
+    ) as
+      | { cert_pem: string }
+      | undefined;
+    relayHosts = row ? sanHosts(pki.parseCertificate(row.cert_pem)) : ["localhost", "127.0.0.1"];
   }
   const keys = await pki.generateKeyPair("P-256");
   const leaf = await pki.issueLeaf(state.pki.cas, keys.publicKey, profileFor(name, relayHosts), {
@@ -73,7 +96,8 @@ export async function serviceCert(
 }
 
 function store(db: Db, name: ServiceCertName, leaf: pki.X509Certificate, sealed: Uint8Array): void {
-  db.prepare(
+  statement(
+    db,
     `INSERT INTO service_certs (name, cert_pem, key_sealed, serial, not_after, updated_at)
      VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT(name) DO UPDATE SET cert_pem = excluded.cert_pem, key_sealed = excluded.key_sealed,

@@ -96,3 +96,14 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
 export async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
 }
+
+/**
+ * A byte stream decoded as UTF-8 text. (Typed here once: a program that also
+ * loads the DOM library types TextDecoderStream's input as any BufferSource,
+ * which `pipeThrough` then refuses for a Uint8Array stream.)
+ *
+ * @example for await (const text of decodeText(child.stdout)) console.log(text);
+ */
+export function decodeText(stream: ReadableStream<Uint8Array>): ReadableStream<string> {
+  return stream.pipeThrough(new TextDecoderStream() as TransformStream<Uint8Array, string>);
+}

@@ -170,7 +170,10 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 function sourceOf(fields: Record<string, unknown> | undefined): string {
   const v = fields?.remote ?? fields?.source ?? fields?.device;
-  return v === undefined || v === null ? "" : String(v).slice(0, 64);
+  const s = v === undefined || v === null ? "" : String(v);
+  // A `remote` of "addr:port" / "[v6]:port" counts as its address: one source per client host.
+  const host = fields?.remote === v ? /^(\[[^\]]*\]|[^:]*):\d+$/.exec(s)?.[1] : undefined;
+  return (host ?? s).slice(0, 64);
 }
 
 function wrap(limiter: Limiter, base: Logger): LimitedLogger {

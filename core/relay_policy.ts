@@ -39,6 +39,13 @@ export interface PolicyDocument {
   revoked_serials: string[];
   /** `host:port` entries (IPv6 in brackets) the controller may reach through egress. */
   egress_allow: string[];
+  /**
+   * Sent on the tunnel by our controller: it takes plain HTTP/2 on tunnel
+   * substreams (it tells them from TLS by the first byte), so the relay may
+   * skip the inner TLS there; the tunnel's mutual TLS already authenticated
+   * both ends. Absent (original controller, egress pushes): inner TLS.
+   */
+  plain_h2?: boolean;
 }
 
 /** Canonical `host:port` key for allow-list comparisons. */
@@ -96,6 +103,7 @@ export class RelayPolicy {
   #allow = new Set<string>();
   #static = new Set<string>();
   #revision = 0;
+  #plainH2 = false;
 
   /** `staticAllow`: entries from the relay's own configuration (legacy controllers). */
   constructor(staticAllow: string[] = []) {
@@ -104,6 +112,11 @@ export class RelayPolicy {
 
   get revision(): number {
     return this.#revision;
+  }
+
+  /** `plain_h2` of the last applied document. */
+  get plainH2(): boolean {
+    return this.#plainH2;
   }
 
   /** True when the controller may reach host:port through egress. */
@@ -134,6 +147,9 @@ export class RelayPolicy {
         throw new PolicyError("malformed", `relay policy ${f} must be an array of strings`);
       }
     }
+    if (doc.plain_h2 !== undefined && typeof doc.plain_h2 !== "boolean") {
+      throw new PolicyError("malformed", "relay policy plain_h2 must be a boolean");
+    }
     for (const s of doc.revoked_serials) {
       if (!/^[0-9a-fA-F:]{1,64}$/.test(s)) {
         throw new PolicyError("malformed", `bad serial "${s.slice(0, 70)}"`);
@@ -144,8 +160,10 @@ export class RelayPolicy {
     this.revoked.replace(doc.revoked_serials);
     this.#allow = allow;
     this.#revision = doc.revision;
+    this.#plainH2 = doc.plain_h2 === true;
     log?.info("policy applied", {
       revision: doc.revision,
+      plain_h2: this.#plainH2,
       revoked: this.revoked.size,
       egress_allow: allow.size,
     });

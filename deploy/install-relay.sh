@@ -70,7 +70,7 @@ elif [ -f /opt/pharosvpn/relay/main.ts ] && command -v deno >/dev/null 2>&1; the
 #!/bin/sh
 # pharos-relay wrapper written by install-relay.sh: the relay from the checkout.
 export DENO_DIR=\${DENO_DIR:-/var/cache/pharos-relay}
-exec "$deno" run --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-run=prlimit /opt/pharosvpn/relay/main.ts "\$@"
+exec "$deno" run --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-run=prlimit --allow-ffi=/usr/lib,/lib,/usr/lib64,/lib64 /opt/pharosvpn/relay/main.ts "\$@"
 EOF
   chmod 0755 "$tmp"
   if cmp -s "$tmp" "$bin"; then

@@ -92,6 +92,18 @@ export function forwardableHeaders(h: Headers): http2.OutgoingHttpHeaders {
   return out;
 }
 
+/** `address:port` of the client of `stream` (`[v6]:port`), or null once its connection is gone. */
+export function remoteOf(stream: http2.ServerHttp2Stream): string | null {
+  try {
+    const socket = stream.session?.socket;
+    const addr = socket?.remoteAddress;
+    if (!addr) return null;
+    return `${addr.includes(":") ? `[${addr}]` : addr}:${socket.remotePort}`;
+  } catch {
+    return null; // the session's socket proxy throws once the session is gone
+  }
+}
+
 /** Returns the handler for the client listener's `stream` events. */
 export function createProxy(opts: ProxyOptions): ProxyHandler {
   const max = opts.maxMessageBytes ?? RELAY_MAX_MESSAGE;
@@ -217,6 +229,20 @@ function readWholeRequest(
   });
 }
 
+/**
+ * Ends a connection that cancels or overruns calls beyond its budget, or of
+ * a calmed peer (stream_limits.ts CANCEL_BUDGET, CALM_MS).
+ */
+function endAbusive(session: http2.Http2Session, remote: string | null, log: Logger): void {
+  if (session.destroyed || session.closed) return;
+  log.warn("connection ended: too many cancelled or refused calls (rapid reset)", {
+    code: "rapid-reset",
+    remote,
+  });
+  session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  session.destroy();
+}
+
 async function proxyCall(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
@@ -225,10 +251,14 @@ async function proxyCall(
   const { opts, max } = ctx;
   const started = performance.now();
   const method = String(headers[":path"] ?? "");
+  const remote = remoteOf(stream);
+  const connection = stream.session;
   let device: VerifiedCertificate | null = null;
   let trailers: Record<string, string> | undefined;
   let logged = false;
   let slot: StreamSlot | undefined = undefined;
+  /** The peer key the call was admitted under (certificate or source address). */
+  let peer = "";
   let untrack: (() => void) | undefined;
   let req: http2.ClientHttp2Stream | undefined;
   let pacer: ResetPacer | undefined;
@@ -238,7 +268,7 @@ async function proxyCall(
   /** The controller sent its status: nothing of the call is left to cancel there. */
   let backendFinished = false;
 
-  // NOTE: one line per call; under a flood this wants the rate-limited logger.
+  // One line per call; relay.ts passes the per-source rate-limited logger.
   const finish = (status: number | string, extra: Record<string, unknown> = {}) => {
     if (logged) return;
     logged = true;
@@ -247,6 +277,7 @@ async function proxyCall(
       status: Number(status),
       ms: Math.round((performance.now() - started) * 100) / 100,
       device: device ? device.fingerprint.slice(0, 19) : null,
+      remote,
       ...extra,
     });
   };
@@ -299,7 +330,14 @@ async function proxyCall(
         resetBackend();
       }
     }
-    if (slot && !logged) finish(Status.CANCELLED);
+    if (slot && !logged) {
+      finish(Status.CANCELLED);
+      // The client reset it (a lost connection closes every call: not counted).
+      const reset = connection && !connection.destroyed && !connection.closed;
+      if (reset && ctx.limits.misbehaved(connection, slot.cls, peer)) {
+        endAbusive(connection, remote, opts.log);
+      }
+    }
     releaseIfDone();
   });
 
@@ -322,14 +360,19 @@ async function proxyCall(
   // A stream the client already reset costs nothing more.
   if (stream.destroyed || stream.closed) return;
 
-  const admitted = ctx.limits.admit(
-    device ? "device" : "certless",
-    session,
-    device ? `cert:${device.serial}` : addressKey(session.socket?.remoteAddress),
-  );
+  const cls = device ? "device" : "certless";
+  peer = device ? `cert:${device.serial}` : addressKey(session.socket?.remoteAddress);
+  const admitted = ctx.limits.admit(cls, session, peer);
   if (typeof admitted === "string") {
-    // Refused alone: the connection and its other calls go on. Counted, not logged per call.
+    // Refused alone: the connection and its other calls go on, unless the
+    // peer was calmed or keeps calling past its limits. Counted, not logged per call.
     stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    // A full relay (total-concurrent) is not the client's doing: not counted.
+    const abusive = admitted === "peer-calm" ||
+      (admitted !== "total-concurrent" && ctx.limits.misbehaved(session, cls, peer));
+    if (abusive) {
+      endAbusive(session, remote, opts.log);
+    }
     return;
   }
   slot = admitted;

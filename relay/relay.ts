@@ -5,12 +5,13 @@
  */
 import type { Logger } from "../core/log.ts";
 import { type LimitedLogger, rateLimitedLogger } from "../core/log_limit.ts";
-import type { RevocationList, TrustStore } from "../core/pki/mod.ts";
+import { certPem, type RevocationList, type TrustStore } from "../core/pki/mod.ts";
 import { Backend } from "./backend.ts";
 import { createClientServer, guardClientServer } from "./client_listener.ts";
 import { type ConnectionSettings, defaultPlan } from "./conn_limits.ts";
 import { GuardedListener } from "./conn_guard.ts";
 import { DeviceAuth } from "./device_auth.ts";
+import { holdHeapTrim } from "./heap_trim.ts";
 import { createProxy } from "./proxy.ts";
 import type { BackendTransport } from "./transport.ts";
 
@@ -67,6 +68,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   };
   const server = createClientServer({
     ...opts,
+    // Devices get the chain up to the root, so a new one can check it against the
+    // root its join link pins before it sends the token (CONTRACTS.md §7.4).
+    certPem: opts.certPem + certPem(opts.trust.anchors.root),
     log: noisy,
     handshakeTimeoutMs: limits.handshakeMs,
     devices,
@@ -94,6 +98,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   });
   guardClientServer(server, listener);
   const port = await listener.listen();
+  // Memory freed after an attack goes back to the system (heap_trim.ts).
+  const releaseHeapTrim = holdHeapTrim(opts.log);
   opts.log.info("client listener ready", {
     addr: `${opts.listen.hostname}:${port}`,
     transport: opts.transport.name,
@@ -107,6 +113,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       await listener.close();
       backend.close();
       ownNoisy?.close();
+      releaseHeapTrim();
     },
   };
 }

@@ -131,6 +131,10 @@ class TokenBucket {
 class Counter {
   open = 0;
   readonly bucket: TokenBucket;
+  /** Connections only: calls cancelled by the client or refused (see CANCEL_BUDGET), made on the first. */
+  cancels?: TokenBucket;
+  /** Peers only: new calls are refused until then (a connection of theirs was rapid reset). */
+  calmUntil = 0;
   constructor(limit: RateLimit, now: number) {
     this.bucket = new TokenBucket(limit.perSecond, limit.burst, now);
   }
@@ -142,6 +146,7 @@ export type RefusalReason =
   | "connection-rate"
   | "peer-concurrent"
   | "peer-rate"
+  | "peer-calm"
   | "total-concurrent";
 
 /** A call's slots; release() once both of its streams have closed. */
@@ -170,6 +175,28 @@ export function addressKey(remote: string | undefined): string {
     : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill("0"), ...t];
   return groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, "")).join(":") + "::/64";
 }
+
+/**
+ * Calls a client may cancel, or have refused, on one connection: a burst as
+ * large as twice its concurrent calls (an app that goes away cancels them
+ * all), then a few per second. Past it the connection is rapid reset
+ * (CVE-2023-44487) or a stream flood: every cancelled call cost the relay a
+ * forward and a paced reset towards the controller, every refused one a
+ * stream's setup, for nothing. The relay then ends that connection with
+ * GOAWAY ENHANCE_YOUR_CALM, long before nghttp2's own limit of about 1,000
+ * resets, and nobody else's calls are touched.
+ */
+export const CANCEL_BUDGET = {
+  burst: 2 * DEFAULT_STREAM_LIMITS.device.connection.concurrent,
+  perSecond: 16,
+};
+/**
+ * After that, the peer (certificate, or address without one) is calmed for
+ * this long: the first call on any of its connections ends that connection
+ * (ENHANCE_YOUR_CALM again), so each further try costs it a new TLS
+ * handshake, under the per-source connection caps.
+ */
+export const CALM_MS = 10_000;
 
 /**
  * The relay's stream admission. Connections are keyed by their HTTP/2
@@ -225,6 +252,7 @@ export class StreamLimits {
     if (this.#totals[cls] >= lim.total.concurrent) return refuse("total-concurrent");
     if (conn.open >= lim.connection.concurrent) return refuse("connection-concurrent");
     if (p.open >= lim.peer.concurrent) return refuse("peer-concurrent");
+    if (p.calmUntil > now) return refuse("peer-calm");
     if (!conn.bucket.take(now)) return refuse("connection-rate");
     if (!p.bucket.take(now)) {
       conn.bucket.giveBack();
@@ -247,13 +275,31 @@ export class StreamLimits {
     };
   }
 
+  /**
+   * Counts one call that the client of `connection` cancelled, or one that
+   * the relay refused it (a client that keeps opening calls past its limits
+   * costs the relay for each one). True once the connection has spent its
+   * CANCEL_BUDGET: the caller ends the connection, and the peer's new calls
+   * are refused for CALM_MS.
+   */
+  misbehaved(connection: object, cls: StreamClass, peer: string): boolean {
+    const conn = this.#connections.get(connection);
+    if (!conn) return false;
+    const now = this.now();
+    conn.cancels ??= new TokenBucket(CANCEL_BUDGET.perSecond, CANCEL_BUDGET.burst, now);
+    if (conn.cancels.take(now)) return false;
+    const p = this.#peers.get(`${cls}:${peer}`);
+    if (p) p.calmUntil = now + CALM_MS;
+    return true;
+  }
+
   /** Drops idle peers with full buckets; bounded work per call. */
   #sweep(now: number): void {
     if (this.#peers.size < 1024) return;
     let checked = 0;
     for (const [key, c] of this.#peers) {
       if (++checked > 4096) break;
-      if (c.open === 0 && c.bucket.full(now)) this.#peers.delete(key);
+      if (c.open === 0 && c.bucket.full(now) && c.calmUntil <= now) this.#peers.delete(key);
     }
   }
 

@@ -11,8 +11,10 @@ export interface BackendTransport {
   /** Human-readable name for logs ("embedded", "tunnel"). */
   readonly name: string;
   /**
-   * True for the embedded pipe: both ends live in this process, so the
-   * relay speaks plain HTTP/2 on it and the controller trusts it by origin.
+   * True when the relay speaks plain HTTP/2 on a new stream and the
+   * controller trusts it by origin: the embedded pipe (both ends live in
+   * this process), or a tunnel whose controller announced `plain_h2` (the
+   * tunnel's mutual TLS authenticated both ends; may change per session).
    */
   readonly inProcess?: boolean;
   /** Registers a callback for when the path to the controller is replaced. */

@@ -4,6 +4,12 @@
  * per backend connection. One controller at a time: a new verified
  * controller session replaces the old one, so a stale or hijacked
  * connection can never lock the real controller out.
+ *
+ * Inner TLS: each substream carries TLS 1.3 to the controller's gRPC server
+ * (what the original controller expects), unless the policy pushed on this
+ * session said `plain_h2`: our controller then takes plain HTTP/2 on new
+ * substreams (the tunnel's mutual TLS authenticated both ends), which saves
+ * a third layer of encryption and the JS socket it runs on.
  */
 import type { Logger } from "../core/log.ts";
 import { type Duplex as WebDuplex, MuxSession } from "../core/mux/mod.ts";
@@ -15,13 +21,31 @@ import type { BackendTransport } from "./transport.ts";
 import { webToNode } from "./web_node.ts";
 
 export const TUNNEL_KEEPALIVE_MS = 20_000;
+/**
+ * Receive window of a tunnel substream (the yamux default is 256 KiB). A
+ * substream carries a whole backend HTTP/2 session (every call of a lane),
+ * so there are only a few and the window is the session's throughput cap
+ * (window / round trip); it is credit, not a buffer kept per stream.
+ */
+export const TUNNEL_STREAM_WINDOW = 1024 * 1024;
 
 export class TunnelSlot implements BackendTransport {
   readonly name = "tunnel";
   #session: MuxSession | null = null;
+  /** The session whose controller announced plain HTTP/2 (see inProcess). */
+  #plainSession: MuxSession | null = null;
   #listeners = new Set<() => void>();
 
   constructor(private readonly policy: RelayPolicy, private readonly log: Logger) {}
+
+  /**
+   * True when the live session's controller takes plain HTTP/2: the backend
+   * then dials without inner TLS (BackendTransport.inProcess). Read at each
+   * dial, so a session opened before the policy came keeps its TLS.
+   */
+  get inProcess(): boolean {
+    return this.#session !== null && this.#plainSession === this.#session;
+  }
 
   get connected(): boolean {
     return this.#session !== null && !this.#session.isClosed;
@@ -35,7 +59,11 @@ export class TunnelSlot implements BackendTransport {
   /** Takes a verified controller connection as the tunnel. */
   attach(conn: WebDuplex, keepAliveIntervalMs = TUNNEL_KEEPALIVE_MS): void {
     const old = this.#session;
-    const session = new MuxSession(conn, { role: "client", keepAliveIntervalMs });
+    const session = new MuxSession(conn, {
+      role: "client",
+      keepAliveIntervalMs,
+      windowSize: TUNNEL_STREAM_WINDOW,
+    });
     this.#session = session;
     if (old) {
       this.log.info("a new controller tunnel replaces the previous one");
@@ -76,7 +104,12 @@ export class TunnelSlot implements BackendTransport {
       try {
         const { target, payload } = await splitConnectStream(stream.readable);
         if (target.host !== POLICY_HOST) throw new Error(`unexpected stream for ${target.host}`);
+        const revision = this.policy.revision;
         await receivePolicy(payload, stream.writable, this.policy, this.log);
+        // Applied (not stale) on this session: it says how this controller takes substreams.
+        if (this.policy.revision !== revision && this.#session === session) {
+          this.#plainSession = this.policy.plainH2 ? session : null;
+        }
       } catch (e) {
         this.log.warn("bad control stream on the tunnel", { error: e });
         stream.reset();

@@ -140,11 +140,17 @@ function peerMatches(want: AwgPeer, live: WgDump["peers"][number]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/** The AmneziaWG device keys a dump must show for `o` to be in force. */
+/**
+ * Whether the device keys of a dump show `o` in force. amneziawg-go's `get`
+ * leaves out a number key whose value is zero, so an absent one reads as 0.
+ */
 function obfuscationApplied(dump: WgDump, o: AwgObfuscation): boolean {
-  const have = new Set(dump.interface.awgFields);
-  return OBFUSCATION_NUMBER_KEYS.every((k) => have.has(`${k}=${o[k]}`)) &&
-    OBFUSCATION_TEMPLATE_KEYS.every((k) => !o[k] || have.has(`${k}=${o[k]}`));
+  const have = new Map(dump.interface.awgFields.map((f) => {
+    const eq = f.indexOf("=");
+    return [f.slice(0, eq), f.slice(eq + 1)];
+  }));
+  return OBFUSCATION_NUMBER_KEYS.every((k) => (have.get(k) ?? "0") === String(o[k])) &&
+    OBFUSCATION_TEMPLATE_KEYS.every((k) => !o[k] || have.get(k) === o[k]);
 }
 
 /** The set request that turns `live` into `config` (null when nothing differs). */

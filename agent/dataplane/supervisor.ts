@@ -6,6 +6,7 @@
  */
 import type { Logger } from "../../core/log.ts";
 import { checkArgv } from "../exec.ts";
+import { decodeText } from "../../core/encoding.ts";
 
 export interface SupervisorOptions {
   /** Short name for logs, e.g. "wireguard-go awg0". */
@@ -80,7 +81,7 @@ export class Supervisor {
     const pump = (stream: ReadableStream<Uint8Array>) =>
       (async () => {
         let buf = "";
-        for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+        for await (const text of decodeText(stream)) {
           buf += text;
           for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
             const line = buf.slice(0, nl).trim();

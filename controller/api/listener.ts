@@ -12,15 +12,23 @@
  * after idleMs (node's own keep-alive timeout, 5 s, usually comes first).
  */
 import http from "node:http";
-import { Readable } from "node:stream";
+import { Buffer } from "node:buffer";
+import { type Duplex, Readable } from "node:stream";
 import type { Logger } from "../../core/log.ts";
 import type { ConnectionBudget, TimeLimits } from "../../core/conn_limits.ts";
 import { GuardedListener, type WatchdogOptions } from "../../relay/conn_guard.ts";
-import type { Handler } from "./app.ts";
+// @ts-types="npm:@types/ws@^8.18.1"
+import { WebSocketServer } from "ws";
+import type { FeedSocket, Handler, UpgradeResult } from "./app.ts";
+
+/** A handler that also takes WebSocket upgrades (createApp's App). */
+export interface UpgradingHandler extends Handler {
+  upgrade?(req: Request, info?: { remoteAddr?: string }): Promise<UpgradeResult>;
+}
 
 export interface DashboardOptions {
   listen: { hostname: string; port: number };
-  handler: Handler;
+  handler: UpgradingHandler;
   budget: ConnectionBudget;
   limits?: Partial<TimeLimits>;
   log: Logger;
@@ -39,6 +47,10 @@ export interface RunningDashboard {
 
 /** Largest request header block the dashboard reads. */
 const MAX_HEADER_BYTES = 32 * 1024;
+/** Largest message a feed client may send (it sends none that matter). */
+const MAX_WS_MESSAGE = 4 * 1024;
+/** Feed sockets are pinged this often; one that missed a pong is closed. */
+const WS_PING_MS = 30_000;
 
 export async function startDashboard(opts: DashboardOptions): Promise<RunningDashboard> {
   const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
@@ -68,12 +80,85 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
   server.on("clientError", (_e: Error, socket: import("node:stream").Duplex) => {
     if (!socket.destroyed) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
   });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE });
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    listener.established(req.socket);
+    void upgrade(req, socket, head, opts.handler, wss, opts.noisy);
+  });
+  const ping = setInterval(() => {
+    for (const ws of wss.clients) {
+      const w = ws as typeof ws & { pharosAlive?: boolean };
+      if (w.pharosAlive === false) {
+        w.terminate();
+        continue;
+      }
+      w.pharosAlive = false;
+      w.ping();
+    }
+  }, WS_PING_MS);
   const port = await listener.listen();
   return {
     port,
     listener,
-    close: (graceMs = 5000) => listener.close(graceMs),
+    close: async (graceMs = 5000) => {
+      clearInterval(ping);
+      for (const ws of wss.clients) ws.close(1001, "server stopping");
+      await listener.close(graceMs);
+      for (const ws of wss.clients) ws.terminate();
+    },
   };
+}
+
+/**
+ * A WebSocket upgrade: the handler authorises it (cookie + Origin, or a
+ * token) like any request; refused, its answer is written to the socket.
+ */
+async function upgrade(
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  handler: UpgradingHandler,
+  wss: WebSocketServer,
+  log: Logger,
+): Promise<void> {
+  let result: UpgradeResult;
+  try {
+    if (!handler.upgrade) throw new Error("no WebSocket routes");
+    result = await handler.upgrade(toRequest(req, new AbortController().signal), {
+      remoteAddr: req.socket.remoteAddress,
+    });
+  } catch (e) {
+    log.warn("upgrade failed", { code: "upgrade-failed", error: e });
+    result = { response: new Response(null, { status: 404 }) };
+  }
+  if (socket.destroyed) return;
+  if ("response" in result) {
+    const r = result.response;
+    const body = r.body ? new Uint8Array(await r.arrayBuffer()) : new Uint8Array(0);
+    const lines = [`HTTP/1.1 ${r.status} ${r.statusText || "Refused"}`];
+    r.headers.forEach((v, k) => {
+      if (k !== "content-length" && k !== "connection") lines.push(`${k}: ${v}`);
+    });
+    lines.push(`content-length: ${body.length}`, "connection: close", "", "");
+    socket.end(Buffer.concat([Buffer.from(lines.join("\r\n")), Buffer.from(body)]));
+    return;
+  }
+  const open = result.open;
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    const w = ws as typeof ws & { pharosAlive?: boolean };
+    w.pharosAlive = true;
+    ws.on("pong", () => void (w.pharosAlive = true));
+    ws.on("error", () => ws.terminate());
+    const feedSocket: FeedSocket = {
+      send: (text) => ws.send(text),
+      close: (code, reason) => ws.close(code, reason),
+      get bufferedAmount() {
+        return ws.bufferedAmount;
+      },
+      onClose: (fn) => void ws.on("close", fn),
+    };
+    open(feedSocket);
+  });
 }
 
 /** Runs the handler for one node:http request and writes its Response. */
@@ -89,7 +174,9 @@ async function respond(
   });
   let response: Response;
   try {
-    response = await handler(toRequest(req, abort.signal));
+    response = await handler(toRequest(req, abort.signal), {
+      remoteAddr: req.socket.remoteAddress,
+    });
   } catch (e) {
     log.error("request failed", { code: "handler-failed", path: req.url?.slice(0, 200), error: e });
     response = new Response(JSON.stringify({ error: "internal error" }), {

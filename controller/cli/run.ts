@@ -1,6 +1,8 @@
 /** The `cox` command line: parses arguments and dispatches to commands. */
 import { readJsonConfig } from "../../relay/files.ts";
-import { CONTROLLER_SETTINGS, resolveConfig } from "../config.ts";
+import { CONTROLLER_SETTINGS, type ControllerConfig, resolveConfig } from "../config.ts";
+import { devicesList, devicesRevoke, ticketsCreate, usersPasswd } from "./accounts.ts";
+import { adminsAdd, adminsResetTotp } from "./admins.ts";
 import { auditTailCmd, auditVerify, MAX_TAIL } from "./audit.ts";
 import { caExport } from "./ca.ts";
 import { onOff, UsageError, wholeNumber } from "./format.ts";
@@ -46,6 +48,23 @@ commands:
   nodes remove NODE [--expect-version N]  forget a node and revoke its certificate
   users add EMAIL [--admin]               add a user (personal preset: one admin)
   users list                              the users
+  users passwd EMAIL                      set the user's login password, read from stdin
+                                          (one line)
+  admins add [--url BASE]                 print a one-time link (24 h) that creates an
+                                          admin (BASE: where you open the dashboard,
+                                          default from --ui-listen)
+  admins reset-totp EMAIL                 for an admin who lost the authenticator: remove
+                                          two-factor sign-in and recovery codes, end every
+                                          session of theirs
+  tickets create EMAIL [--ttl 15m] [--relay HOST:PORT] [--unbound]
+                                          an enrollment ticket for EMAIL: prints the deep
+                                          link and its QR (single use; --ttl up to 7d;
+                                          --relay: a remote relay instead of the embedded
+                                          one; --unbound: for the original app, weaker:
+                                          whoever sees the token in transit can claim it)
+  devices list [--user EMAIL]             the enrolled devices
+  devices revoke ID [--reason TEXT]       revoke a device: its certificate is refused
+                                          everywhere, its peers removed
   audit verify                            prove the audit log's hash chain; exit 1 naming
                                           the first broken entry
   audit tail [-n N]                       the last N audit entries (default 20)
@@ -75,6 +94,7 @@ type Values = Record<string, string | boolean | undefined>;
 
 interface Ctx {
   state: string;
+  cfg: ControllerConfig;
   args: string[];
   values: Values;
   actor: string;
@@ -209,6 +229,47 @@ const COMMANDS: Record<string, Command> = {
     run: (c) => usersAdd(c.state, c.args[0], c.values.admin === true, c.actor, c.io),
   },
   "users list": { params: [], flags: [], run: (c) => usersList(c.state, c.io) },
+  "users passwd": {
+    params: ["EMAIL"],
+    flags: [],
+    run: (c) => usersPasswd(c.cfg, c.args[0], c.actor, c.io),
+  },
+  "admins add": {
+    params: [],
+    flags: ["url"],
+    run: (c) => adminsAdd(c.cfg, str(c.values, "url"), c.actor, c.io),
+  },
+  "admins reset-totp": {
+    params: ["EMAIL"],
+    flags: [],
+    run: (c) => adminsResetTotp(c.state, c.args[0], c.actor, c.io),
+  },
+  "tickets create": {
+    params: ["EMAIL"],
+    flags: ["ttl", "relay", "unbound"],
+    run: (c) =>
+      ticketsCreate(
+        c.cfg,
+        c.args[0],
+        {
+          ttl: str(c.values, "ttl"),
+          relay: str(c.values, "relay"),
+          unbound: c.values.unbound === true,
+        },
+        c.actor,
+        c.io,
+      ),
+  },
+  "devices list": {
+    params: [],
+    flags: ["user"],
+    run: (c) => devicesList(c.cfg, str(c.values, "user"), c.io),
+  },
+  "devices revoke": {
+    params: ["ID"],
+    flags: ["reason"],
+    run: (c) => devicesRevoke(c.cfg, c.args[0], str(c.values, "reason"), c.actor, c.io),
+  },
   "audit verify": { params: [], flags: [], run: (c) => auditVerify(c.state, c.io) },
   "audit tail": {
     params: [],
@@ -222,7 +283,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 const GLOBAL_FLAGS = ["state", "config", "help"];
-const BOOLEAN_FLAGS = ["personal", "enterprise", "admin", "password-stdin", "sudo"];
+const BOOLEAN_FLAGS = ["personal", "enterprise", "admin", "password-stdin", "sudo", "unbound"];
 
 /** The command named by the first one or two words, and the words after it. */
 function findCommand(words: string[]): { name: string; args: string[] } | undefined {
@@ -270,7 +331,14 @@ export async function runCli(
     );
     const cfg = resolveConfig({ state: str(values, "state") }, env, file);
     try {
-      return await cmd.run({ state: cfg.state, args: found.args, values, actor: cliActor(), io });
+      return await cmd.run({
+        state: cfg.state,
+        cfg,
+        args: found.args,
+        values,
+        actor: cliActor(),
+        io,
+      });
     } catch (e) {
       if (!(e instanceof UsageError)) throw e;
       io.err(`error: ${e.message}`);

@@ -7,12 +7,34 @@
  * opens it (SQLite gives the -wal and -shm files the database file's
  * mode), and an existing one, with its companions, is narrowed to it.
  */
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
 
 export type Db = DatabaseSync;
 
 export class MigrationError extends Error {}
+
+const statements = new WeakMap<Db, Map<string, StatementSync>>();
+/** Statements kept per connection; beyond it the cache starts again (generated SQL). */
+const MAX_CACHED = 512;
+
+/**
+ * The prepared statement for `sql` on `db`, made once and reused: the hot
+ * paths (every service mutation, every audit append) would otherwise
+ * prepare anew on each call, and Deno's node:sqlite keeps a few KB per
+ * statement prepared until the connection closes.
+ */
+export function statement(db: Db, sql: string): StatementSync {
+  let cache = statements.get(db);
+  if (!cache) statements.set(db, cache = new Map());
+  let stmt = cache.get(sql);
+  if (!stmt) {
+    if (cache.size >= MAX_CACHED) cache.clear();
+    stmt = db.prepare(sql);
+    cache.set(sql, stmt);
+  }
+  return stmt;
+}
 
 /** Mode of the database file and its -wal and -shm companions. */
 export const DATABASE_MODE = 0o600;

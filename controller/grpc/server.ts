@@ -11,6 +11,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import { HealthImplementation } from "grpc-health-check";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../core/log.ts";
 import type { RevocationList, TrustStore } from "../../core/pki/mod.ts";
@@ -51,6 +52,8 @@ export interface ControllerGrpc {
   accept(conn: Duplex): void;
   /** Takes one in-process pipe end from the embedded relay (plain HTTP/2). */
   acceptInProcess(conn: Duplex): void;
+  /** grpc.health.v1 on both servers ("" = the controller as a whole): SERVING until close. */
+  health: HealthImplementation;
   close(): void;
 }
 
@@ -71,6 +74,9 @@ export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrp
     server.addService(def, impl);
     inProcess.addService(def, impl);
   }
+  const health = new HealthImplementation({ "": "SERVING" });
+  health.addToServer(server);
+  health.addToServer(inProcess);
   const creds = grpc.ServerCredentials.createSsl(
     Buffer.from(opts.fleetCaPem),
     [{ cert_chain: Buffer.from(opts.certPem), private_key: Buffer.from(opts.keyPem) }],
@@ -79,6 +85,7 @@ export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrp
   const injector = server.createConnectionInjector(creds);
   const pipes = inProcess.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   return {
+    health,
     accept(conn) {
       conn.on("error", () => {});
       injector.injectConnection(conn);
@@ -88,6 +95,7 @@ export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrp
       pipes.injectConnection(conn);
     },
     close() {
+      health.setStatus("", "NOT_SERVING");
       open.close();
       injector.destroy();
       pipes.destroy();

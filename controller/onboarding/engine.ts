@@ -36,6 +36,7 @@ import {
   STEPS,
 } from "./events.ts";
 import type { ResolvedSetup } from "./setup.ts";
+import { statement } from "../db/sqlite.ts";
 
 export type SshCredentials = { kind: "key" } | { kind: "password"; password: string };
 
@@ -62,6 +63,8 @@ export interface Subject {
   /** File name → content, written into `dir`. */
   files(leaf: X509Certificate): Record<string, string>;
   waitReady(leaf: X509Certificate, note: (message: string) => void): Promise<StepResult>;
+  /** The service picks up new certificate files without a restart (the agent does). */
+  reloadsCertificates: boolean;
   failed(step: StepName, message: string): void;
   done(): void;
 }
@@ -83,6 +86,12 @@ export interface EngineOptions {
   onProgress?: ProgressListener;
   /** SSH connect limit (default 20 s). */
   connectTimeoutMs?: number;
+  /**
+   * Certificate renewal of an onboarded host: no install, a new certificate
+   * for the host's key whatever the old one, and no restart of a service that
+   * reloads its certificate files by itself (`reloadsCertificates`).
+   */
+  renew?: boolean;
 }
 
 export interface EngineResult {
@@ -203,6 +212,7 @@ export async function runOnboarding(
     install: {
       start: `uploading and running ${setup.staged[0].remote.split("/").pop()}`,
       run: async () => {
+        if (opts.renew) return { message: "skipped: a renewal keeps what is installed" };
         const r = remote!;
         await r.ensureDir(setup.stagingDir, 0o700);
         for (const f of setup.staged) {
@@ -234,7 +244,8 @@ export async function runOnboarding(
     sign: {
       start: "verifying the CSR and signing it with the Fleet CA",
       run: async () => {
-        const revoked = deps.service.db.prepare(
+        const revoked = statement(
+          deps.service.db,
           "SELECT 1 FROM revoked_certificates WHERE serial = ?",
         );
         const out = await issueOrReuse({
@@ -242,7 +253,7 @@ export async function runOnboarding(
           trust: deps.pki.trust,
           csrPem,
           profile: subject.profile,
-          previousPem: subject.previousCertPem(),
+          previousPem: opts.renew ? null : subject.previousCertPem(),
           isRevoked: (s) => revoked.get(s) !== undefined,
         });
         leaf = out.leaf;
@@ -272,6 +283,9 @@ export async function runOnboarding(
     start: {
       start: "starting the service",
       run: async () => {
+        if (opts.renew && subject.reloadsCertificates) {
+          return { message: "skipped: the service reloads its certificate files by itself" };
+        }
         for (const argv of setup.start) {
           await remote!.mustRun(argv, argv.join(" "), { timeoutMs: 120_000 });
         }
@@ -312,7 +326,9 @@ export async function runOnboarding(
     }
     subject.done();
     emit("ready", "finished", {
-      message: `${subject.kind} ${subject.name} is onboarded (certificate serial ${serial})`,
+      message: `${subject.kind} ${subject.name} ${
+        opts.renew ? "has a renewed certificate" : "is onboarded"
+      } (certificate serial ${serial})`,
       details: { serial },
     });
     return {

@@ -45,6 +45,8 @@ export interface NodeOnboarding {
   rerun?: string;
   onProgress?: ProgressListener;
   connectTimeoutMs?: number;
+  /** Renew the certificate of an onboarded host (see EngineOptions.renew). */
+  renew?: boolean;
 }
 
 export interface NodeOnboardingResult extends EngineResult {
@@ -77,6 +79,8 @@ export async function onboardNode(
       recordCertificate: (leaf, serial) =>
         nodes.certified(actor, node.id, serial, certPem(leaf), leaf.notAfter),
       files: (leaf) => certificateFiles(NODE_CERT_FILES, leaf, state.pki.cas.fleet.cert, ca),
+      // The agent re-reads node.crt when it changes; the relay reads its files at start.
+      reloadsCertificates: true,
       waitReady: async (leaf, note) => {
         const identity = await controllerIdentity(state, ca);
         const target = req.nodeControlTarget ?? joinHostPort(node.host, node.controlPort);
@@ -104,6 +108,7 @@ export async function onboardNode(
       rerun: req.rerun ?? `cox nodes add ${formatSshTarget(req.target)} --name ${node.name}`,
       onProgress: req.onProgress,
       connectTimeoutMs: req.connectTimeoutMs,
+      renew: req.renew,
     },
   );
   return { ...result, node: nodes.require(node.id) };

@@ -37,6 +37,8 @@ export interface RelayOnboarding {
   rerun?: string;
   onProgress?: ProgressListener;
   connectTimeoutMs?: number;
+  /** Renew the certificate of an onboarded host (see EngineOptions.renew). */
+  renew?: boolean;
 }
 
 export interface RelayOnboardingResult extends EngineResult {
@@ -81,6 +83,8 @@ export async function onboardRelay(
           notAfter: leaf.notAfter,
         }),
       files: (leaf) => certificateFiles(RELAY_FILES, leaf, state.pki.cas.fleet.cert, ca),
+      // The agent re-reads node.crt when it changes; the relay reads its files at start.
+      reloadsCertificates: false,
       waitReady: async (leaf, note) => {
         const identity = await controllerIdentity(state, ca);
         const port = relays.require(relay.id).tunnelPort;
@@ -108,6 +112,7 @@ export async function onboardRelay(
       rerun: req.rerun ?? `cox relays add ${formatSshTarget(req.target)}`,
       onProgress: req.onProgress,
       connectTimeoutMs: req.connectTimeoutMs,
+      renew: req.renew,
     },
   );
   return { ...result, relay: relays.require(relay.id) };

@@ -21,7 +21,7 @@ import type { Revocations } from "../revocation.ts";
 import { serviceCert } from "../service_certs.ts";
 import type { ControllerState } from "../state.ts";
 import { watchRelayTargets } from "../onboarding/relay_targets.ts";
-import { PolicySource } from "./policy_source.ts";
+import { PolicySource, relayIdByHost } from "./policy_source.ts";
 import { type PushOutcome, TunnelClient } from "./tunnel_client.ts";
 
 /** Default poll of the relays table (`cox relays add` from another process). */
@@ -78,11 +78,9 @@ export async function startRelayLinks(
   const policy = new PolicySource(state.db, revocations);
   const dial = (target: string) => {
     const i = target.lastIndexOf(":");
+    const host = target.slice(0, i).replace(/^\[|\]$/g, "");
     const t = new TunnelClient({
-      target: {
-        host: target.slice(0, i).replace(/^\[|\]$/g, ""),
-        port: Number(target.slice(i + 1)),
-      },
+      target: { host, port: Number(target.slice(i + 1)) },
       identity: {
         certPem: client.chainPem,
         keyPem: client.keyPem,
@@ -91,7 +89,10 @@ export async function startRelayLinks(
         revoked,
       },
       accept: (c) => grpc.accept(c),
-      policy: () => policy.document(),
+      // Plain HTTP/2 substreams: the relay was verified at the tunnel's TLS (tunnel_client.ts).
+      acceptPlain: (c) => grpc.acceptInProcess(c),
+      // Each relay's egress allow-list holds only the nodes reached through it.
+      policy: () => policy.document(relayIdByHost(state.db, host)),
       catchUp: (n) => policy.catchUp(n),
       revocations,
       log: log.child({ part: "tunnel", relay: target }),

@@ -13,6 +13,11 @@
  * relay: revocation enforced by the controller only" (the controller's gRPC
  * server checks every device itself, see grpc/device_guard.ts).
  *
+ * Inner TLS: with `acceptPlain` the policy also says `plain_h2`, and our
+ * relay then speaks plain HTTP/2 on new substreams (the tunnel's mutual TLS
+ * authenticated both ends already); each substream goes to accept or
+ * acceptPlain by its first byte, so an original relay's TLS still works.
+ *
  * Revocation: when the relay's own certificate is revoked, the live session
  * is closed at once. The client keeps dialling only at the maximum backoff
  * (60 s) and refuses the relay right after each handshake until it presents
@@ -25,8 +30,12 @@ import { MuxSession } from "../../core/mux/mod.ts";
 import type { RevocationList, VerifiedCertificate } from "../../core/pki/mod.ts";
 import { formatPolicyAnswer, type PolicyDocument } from "../../core/relay_policy.ts";
 import { nodeToWeb, webToNode } from "../../relay/web_node.ts";
+import { TUNNEL_STREAM_WINDOW } from "../../relay/tunnel.ts";
 import { type ControllerTlsIdentity, dialRelay } from "./dial.ts";
 import { POLICY_ACK_TIMEOUT_MS, pushPolicy } from "./policy_push.ts";
+
+/** "P" of the HTTP/2 connection preface; a TLS ClientHello starts with 0x16. */
+const H2_PREFACE_FIRST_BYTE = 0x50;
 
 export const ORIGINAL_RELAY_NOTE = "original relay: revocation enforced by the controller only";
 
@@ -41,6 +50,14 @@ export interface TunnelClientOptions {
   identity: ControllerTlsIdentity;
   /** Takes one substream as an accepted connection of the gRPC server. */
   accept(conn: Duplex): void;
+  /**
+   * Takes a substream on which the relay speaks plain HTTP/2 (no inner TLS):
+   * the tunnel's mutual TLS already authenticated both ends. When given, the
+   * policy announces `plain_h2` to our relays; a substream is routed here
+   * only if it starts with the HTTP/2 preface, so a relay that keeps the
+   * inner TLS (an original one, or ours before the policy) still works.
+   */
+  acceptPlain?(conn: Duplex): void;
   /** The policy to send on every new session (a fresh revision each call). */
   policy(): PolicyDocument;
   /**
@@ -184,7 +201,7 @@ export class TunnelClient {
     }
     const timeout = this.opts.policyTimeoutMs ?? POLICY_ACK_TIMEOUT_MS;
     try {
-      let doc = this.opts.policy();
+      let doc = this.#document();
       this.#policy.sent++;
       let answer = await pushPolicy(session, doc, timeout);
       if (answer.kind === "stale") {
@@ -195,7 +212,7 @@ export class TunnelClient {
           relay_holds: answer.relayRevision,
           caught_up: moved,
         });
-        doc = this.opts.policy();
+        doc = this.#document();
         this.#policy.sent++;
         answer = await pushPolicy(session, doc, timeout);
       }
@@ -219,6 +236,38 @@ export class TunnelClient {
       });
       return "failed";
     }
+  }
+
+  /** Hands a substream to accept or acceptPlain by its first byte (TLS record or `PRI`). */
+  #route(conn: Duplex): void {
+    const plain = this.opts.acceptPlain;
+    if (!plain) return this.opts.accept(conn);
+    const sniff = () => {
+      const first = conn.read(1) as Uint8Array | null;
+      if (first === null) return;
+      conn.off("readable", sniff);
+      conn.off("end", ended);
+      conn.off("error", ended);
+      conn.unshift(first);
+      if (first[0] === H2_PREFACE_FIRST_BYTE) plain(conn);
+      else this.opts.accept(conn);
+    };
+    const ended = () => {
+      conn.off("readable", sniff);
+      conn.off("end", ended);
+      conn.off("error", ended);
+      conn.destroy();
+    };
+    conn.on("readable", sniff);
+    conn.once("end", ended);
+    // A substream reset before its first byte must not be an unhandled "error".
+    conn.once("error", ended);
+  }
+
+  /** The policy to push; it announces plain HTTP/2 when this side takes it. */
+  #document(): PolicyDocument {
+    const doc = this.opts.policy();
+    return this.opts.acceptPlain ? { ...doc, plain_h2: true } : doc;
   }
 
   #where(): string {
@@ -249,6 +298,7 @@ export class TunnelClient {
         }
         const session = new MuxSession(nodeToWeb(socket), {
           role: "server",
+          windowSize: TUNNEL_STREAM_WINDOW,
           keepAliveIntervalMs: this.opts.keepAliveIntervalMs ?? 20_000,
         });
         this.#session = session;
@@ -271,7 +321,7 @@ export class TunnelClient {
         // Revoked between the handshake and now: do not keep it.
         this.#checkRevoked();
         void this.#sendPolicy(session);
-        for await (const stream of session) this.opts.accept(webToNode(stream));
+        for await (const stream of session) this.#route(webToNode(stream));
         const reason = await session.closed;
         this.opts.log.warn("relay tunnel down", {
           relay: where,

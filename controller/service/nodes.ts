@@ -10,7 +10,7 @@
  */
 import { type AwgObfuscation, generateObfuscation } from "../../core/dataplane/obfuscation.ts";
 import type { PortRangeForward } from "../../core/dataplane/netpolicy.ts";
-import type { Db } from "../db/sqlite.ts";
+import { type Db, statement } from "../db/sqlite.ts";
 import { recordRevocation } from "../revocation.ts";
 import { ServiceError } from "./errors.ts";
 import { OnboardingRecord } from "./onboarding_record.ts";
@@ -170,13 +170,13 @@ export class Nodes {
   }
 
   list(): Node[] {
-    return (this.db.prepare("SELECT * FROM nodes ORDER BY name").all() as unknown as Row[])
+    return (statement(this.db, "SELECT * FROM nodes ORDER BY name").all() as unknown as Row[])
       .map(fromRow);
   }
 
   /** By id or name. */
   find(ref: string): Node | undefined {
-    const row = this.db.prepare("SELECT * FROM nodes WHERE id = ? OR name = ?").get(ref, ref) as
+    const row = statement(this.db, "SELECT * FROM nodes WHERE id = ? OR name = ?").get(ref, ref) as
       | Row
       | undefined;
     return row ? fromRow(row) : undefined;
@@ -184,7 +184,8 @@ export class Nodes {
 
   /** The (oldest) node at this SSH host and port. */
   byAddress(host: string, sshPort: number): Node | undefined {
-    const row = this.db.prepare(
+    const row = statement(
+      this.db,
       "SELECT * FROM nodes WHERE host = ? AND ssh_port = ? ORDER BY created_at LIMIT 1",
     ).get(host, sshPort) as Row | undefined;
     return row ? fromRow(row) : undefined;
@@ -232,19 +233,19 @@ export class Nodes {
     this.service.mutate(
       { actor, action: "node.create", target: { type: "node", id }, expectVersion: 0 },
       (tx) => {
-        if (tx.db.prepare("SELECT 1 FROM nodes WHERE name = ?").get(input.name)) {
+        if (statement(tx.db, "SELECT 1 FROM nodes WHERE name = ?").get(input.name)) {
           throw new ServiceError("exists", `a node named ${input.name} exists already`);
         }
         if (
           input.viaRelay !== undefined &&
-          !tx.db.prepare("SELECT 1 FROM relays WHERE id = ?").get(input.viaRelay)
+          !statement(tx.db, "SELECT 1 FROM relays WHERE id = ?").get(input.viaRelay)
         ) {
           throw new ServiceError(
             "not-found",
             `no relay ${input.viaRelay}; "cox relays list" shows them`,
           );
         }
-        const others = (tx.db.prepare("SELECT obfuscation FROM nodes").all() as unknown as {
+        const others = (statement(tx.db, "SELECT obfuscation FROM nodes").all() as unknown as {
           obfuscation: string;
         }[]).map((r) => JSON.parse(r.obfuscation) as AwgObfuscation);
         tx.insert({

@@ -4,7 +4,7 @@
  * original Go relay (it takes no policy; the tunnel learns it from ALPN).
  */
 import { RevocationList } from "../../core/pki/mod.ts";
-import type { Db } from "../db/sqlite.ts";
+import { type Db, statement } from "../db/sqlite.ts";
 import { ServiceError } from "./errors.ts";
 import { OnboardingRecord } from "./onboarding_record.ts";
 import type { Actor, Service } from "./service.ts";
@@ -99,7 +99,8 @@ export interface RelayTunnelTarget {
  * them until they present a new certificate). Cheap enough to poll.
  */
 export function relayTunnelTargets(db: Db): RelayTunnelTarget[] {
-  const rows = db.prepare(
+  const rows = statement(
+    db,
     `SELECT id, host, tunnel_port, kind FROM relays
      WHERE cert_serial IS NOT NULL AND (onboarding IS NULL OR onboarded_at IS NOT NULL)
      ORDER BY host`,
@@ -138,19 +139,19 @@ export class Relays {
   }
 
   list(): Relay[] {
-    return (this.db.prepare("SELECT * FROM relays ORDER BY host").all() as unknown as Row[])
+    return (statement(this.db, "SELECT * FROM relays ORDER BY host").all() as unknown as Row[])
       .map(fromRow);
   }
 
   byHost(host: string): Relay | undefined {
-    const row = this.db.prepare("SELECT * FROM relays WHERE host = ?").get(host.toLowerCase()) as
+    const row = statement(this.db, "SELECT * FROM relays WHERE host = ?").get(host.toLowerCase()) as
       | Row
       | undefined;
     return row ? fromRow(row) : undefined;
   }
 
   require(id: string): Relay {
-    const row = this.db.prepare("SELECT * FROM relays WHERE id = ?").get(id) as Row | undefined;
+    const row = statement(this.db, "SELECT * FROM relays WHERE id = ?").get(id) as Row | undefined;
     if (!row) throw new ServiceError("not-found", `no relay ${id}; "cox relays list" shows them`);
     return fromRow(row);
   }

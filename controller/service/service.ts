@@ -18,7 +18,7 @@
  */
 import { PharosError } from "../../core/errors.ts";
 import { appendAudit } from "../audit.ts";
-import type { Db } from "../db/sqlite.ts";
+import { type Db, statement } from "../db/sqlite.ts";
 import { type Row, rowDigest } from "./canonical.ts";
 import { ConflictError, ServiceError } from "./errors.ts";
 import { type Target, TARGETS } from "./targets.ts";
@@ -64,6 +64,31 @@ export interface Tx {
   remove(): void;
 }
 
+/** One committed mutation, as commit listeners hear it (no row contents: no secrets). */
+export interface CommittedChange {
+  time: string;
+  actor: Actor;
+  action: string;
+  target: Target;
+  /** The row's version after the change; null when it was removed. */
+  version: number | null;
+}
+
+export type CommitListener = (changes: readonly CommittedChange[]) => void;
+
+/**
+ * Per database connection (not per Service: several Service objects over one
+ * connection share its transactions): the changes of the open transaction,
+ * and the listeners that hear them after its COMMIT.
+ */
+const COMMITS = new WeakMap<Db, { pending: CommittedChange[]; listeners: Set<CommitListener> }>();
+
+function commitsOf(db: Db) {
+  let c = COMMITS.get(db);
+  if (!c) COMMITS.set(db, c = { pending: [], listeners: new Set() });
+  return c;
+}
+
 export class Service {
   readonly #clock: () => Date;
 
@@ -71,10 +96,21 @@ export class Service {
     this.#clock = opts.clock ?? (() => new Date());
   }
 
+  /**
+   * Calls `fn` after each COMMIT with the mutations it made (never for a
+   * rollback), whichever Service object on this connection made them. A
+   * throwing listener is dropped. Returns the unsubscribe.
+   */
+  onCommit(fn: CommitListener): () => void {
+    const { listeners } = commitsOf(this.db);
+    listeners.add(fn);
+    return () => listeners.delete(fn);
+  }
+
   /** Reads one row of a target type. */
   get(target: Target): Row | undefined {
     const { table, key } = TARGETS[target.type];
-    return this.db.prepare(`SELECT * FROM ${table} WHERE ${key} = ?`).get(target.id) as
+    return statement(this.db, `SELECT * FROM ${table} WHERE ${key} = ?`).get(target.id) as
       | Row
       | undefined;
   }
@@ -100,10 +136,11 @@ export class Service {
         insert(values) {
           const row: Record<string, Value> = { ...values, [key]: id, version: 1, updated_at: now };
           const cols = Object.keys(row).map(checkColumn);
-          if (db.prepare(`SELECT 1 FROM ${table} WHERE ${key} = ?`).get(id)) {
+          if (statement(db, `SELECT 1 FROM ${table} WHERE ${key} = ?`).get(id)) {
             throw new ServiceError("exists", `${m.target.type} ${id} already exists`);
           }
-          db.prepare(
+          statement(
+            db,
             `INSERT INTO ${table} (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`,
           ).run(...cols.map((c) => row[c]));
           wrote = true;
@@ -116,7 +153,7 @@ export class Service {
           }
           const sets = [...cols.map((c) => `${c} = ?`), "updated_at = ?"];
           if (!bumped) sets.push("version = version + 1");
-          const res = db.prepare(`UPDATE ${table} SET ${sets.join(", ")} WHERE ${key} = ?`)
+          const res = statement(db, `UPDATE ${table} SET ${sets.join(", ")} WHERE ${key} = ?`)
             .run(...cols.map((c) => changes[c]), now, id);
           if (Number(res.changes) === 0) {
             throw new ServiceError("not-found", `no ${m.target.type} ${id}`);
@@ -124,7 +161,7 @@ export class Service {
           wrote = bumped = true;
         },
         remove() {
-          const res = db.prepare(`DELETE FROM ${table} WHERE ${key} = ?`).run(id);
+          const res = statement(db, `DELETE FROM ${table} WHERE ${key} = ?`).run(id);
           if (Number(res.changes) === 0) {
             throw new ServiceError("not-found", `no ${m.target.type} ${id}`);
           }
@@ -133,6 +170,14 @@ export class Service {
       };
       const out = fn(tx);
       if (wrote) {
+        const after = this.get(m.target);
+        commitsOf(db).pending.push({
+          time: now,
+          actor: m.actor,
+          action: m.action,
+          target: { type: m.target.type, id },
+          version: after === undefined ? null : Number(after.version),
+        });
         appendAudit(db, {
           time: now,
           actor: m.actor,
@@ -140,7 +185,7 @@ export class Service {
           target_type: m.target.type,
           target_id: id,
           before_digest: rowDigest(before),
-          after_digest: rowDigest(this.get(m.target)),
+          after_digest: rowDigest(after),
         });
       }
       return out;
@@ -159,6 +204,8 @@ export class Service {
   private atomic<T>(fn: () => T): T {
     const db = this.db;
     const nested = db.isTransaction;
+    const commits = commitsOf(db);
+    const mark = nested ? commits.pending.length : 0;
     try {
       db.exec(nested ? "SAVEPOINT pharos_mutation" : "BEGIN IMMEDIATE");
     } catch (e) {
@@ -174,14 +221,30 @@ export class Service {
         );
       }
       db.exec(nested ? "RELEASE pharos_mutation" : "COMMIT");
+      if (!nested) this.#flush();
       return out;
     } catch (e) {
+      commits.pending.length = mark;
       if (nested) {
         db.exec("ROLLBACK TO pharos_mutation; RELEASE pharos_mutation");
       } else if (db.isTransaction) {
         db.exec("ROLLBACK");
       }
       throw databaseError(e);
+    }
+  }
+
+  #flush(): void {
+    const commits = commitsOf(this.db);
+    const changes = commits.pending;
+    commits.pending = [];
+    if (changes.length === 0) return;
+    for (const fn of [...commits.listeners]) {
+      try {
+        fn(changes);
+      } catch {
+        commits.listeners.delete(fn);
+      }
     }
   }
 }

@@ -5,7 +5,7 @@
  * without a preset (the controller's first start) is a personal one.
  */
 import { isHostname } from "../../core/net/mod.ts";
-import type { Db } from "../db/sqlite.ts";
+import { type Db, statement } from "../db/sqlite.ts";
 import { ServiceError } from "./errors.ts";
 import type { Actor, Service } from "./service.ts";
 
@@ -85,7 +85,7 @@ export class Settings {
 
   /** Every setting, stored or default, in SETTING_KEYS order. */
   list(): Setting[] {
-    const rows = this.db.prepare("SELECT * FROM settings").all() as unknown as Row[];
+    const rows = statement(this.db, "SELECT * FROM settings").all() as unknown as Row[];
     const stored = new Map(rows.map((r) => [r.key, r]));
     return SETTING_KEYS.map((key) => {
       const r = stored.get(key);
@@ -100,7 +100,7 @@ export class Settings {
   }
 
   get<K extends SettingKey>(key: K): SettingValues[K] {
-    const r = this.db.prepare("SELECT value FROM settings WHERE key = ?").get(key) as
+    const r = statement(this.db, "SELECT value FROM settings WHERE key = ?").get(key) as
       | { value: string }
       | undefined;
     return r ? parseValue(key, r.value) : PRESETS.personal[key];

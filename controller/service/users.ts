@@ -5,7 +5,7 @@
  * accounts work fills them. Under a preset with `admins.multiple` false
  * (personal) there is at most one admin.
  */
-import type { Db } from "../db/sqlite.ts";
+import { type Db, statement } from "../db/sqlite.ts";
 import { ServiceError } from "./errors.ts";
 import type { Actor, Service } from "./service.ts";
 import { Settings } from "./settings.ts";
@@ -73,13 +73,13 @@ export class Users {
   }
 
   list(): User[] {
-    return (this.db.prepare("SELECT * FROM users ORDER BY email_key").all() as unknown as Row[])
+    return (statement(this.db, "SELECT * FROM users ORDER BY email_key").all() as unknown as Row[])
       .map(fromRow);
   }
 
   /** By id or e-mail (any case). */
   find(ref: string): User | undefined {
-    const row = this.db.prepare("SELECT * FROM users WHERE id = ? OR email_key = ?")
+    const row = statement(this.db, "SELECT * FROM users WHERE id = ? OR email_key = ?")
       .get(ref, ref.normalize("NFC").trim().toLowerCase()) as Row | undefined;
     return row ? fromRow(row) : undefined;
   }
@@ -91,7 +91,7 @@ export class Users {
     this.service.mutate(
       { actor, action: "user.create", target: { type: "user", id }, expectVersion: 0 },
       (tx) => {
-        const same = tx.db.prepare("SELECT email FROM users WHERE email_key = ?").get(key) as
+        const same = statement(tx.db, "SELECT email FROM users WHERE email_key = ?").get(key) as
           | { email: string }
           | undefined;
         if (same) {
@@ -101,7 +101,7 @@ export class Users {
           );
         }
         if (role === "admin" && !new Settings(this.service).get("admins.multiple")) {
-          const admin = tx.db.prepare("SELECT email FROM users WHERE role = 'admin'").get() as
+          const admin = statement(tx.db, "SELECT email FROM users WHERE role = 'admin'").get() as
             | { email: string }
             | undefined;
           if (admin) {

@@ -247,6 +247,22 @@ export function obfuscationsAlike(a: AwgObfuscation, b: AwgObfuscation): boolean
   return (["jc", "jmin", "jmax", "s1", "s2", "s3", "s4"] as const).every((k) => a[k] === b[k]);
 }
 
+/**
+ * The set as the `AwgObfuscation` message of NodeControl carries it: every
+ * number key, and each template key with "" for none.
+ *
+ * @example obfuscationMessage(NEUTRAL_OBFUSCATION).i1 === ""
+ */
+export function obfuscationMessage(
+  o: AwgObfuscation,
+): Record<(typeof OBFUSCATION_NUMBER_KEYS)[number], number> & Record<TemplateKey, string> {
+  const numbers = Object.fromEntries(OBFUSCATION_NUMBER_KEYS.map((k) => [k, o[k]]));
+  const templates = Object.fromEntries(OBFUSCATION_TEMPLATE_KEYS.map((k) => [k, o[k] ?? ""]));
+  return { ...numbers, ...templates } as ReturnType<typeof obfuscationMessage>;
+}
+
+type TemplateKey = (typeof OBFUSCATION_TEMPLATE_KEYS)[number];
+
 /** Fills a Uint32Array with random values; defaults to `crypto.getRandomValues`. */
 export type RandomFill = (out: Uint32Array) => void;
 

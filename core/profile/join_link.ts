@@ -3,6 +3,8 @@
  * `pharosvpn://enroll?ca=<root fp>&relay=<host:port>&token=<token>`, encoded
  * exactly like Go's `url.Values.Encode()` (keys sorted, query escaping) so
  * the original clients accept them. The same string is what the QR carries.
+ * A bound ticket's link adds `bind` (claim_binding.ts), which original
+ * clients ignore: `pharosvpn://enroll?bind=…&ca=…&relay=…&token=…`.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { fromBase64Url, toBase64Url, toHex, utf8 } from "../encoding.ts";
@@ -22,7 +24,8 @@ export type JoinLinkErrorCode =
   | "duplicate-parameter"
   | "bad-ca"
   | "bad-relay"
-  | "bad-token";
+  | "bad-token"
+  | "bad-bind";
 
 /** Error of the join-link builder and parser. */
 export class JoinLinkError extends PharosError {
@@ -32,7 +35,7 @@ export class JoinLinkError extends PharosError {
   }
 }
 
-/** The three parameters of a join link. */
+/** The parameters of a join link. */
 export interface JoinLink {
   /** Lowercase hex SHA-256 of the root CA certificate DER (64 chars). */
   ca: string;
@@ -40,6 +43,11 @@ export interface JoinLink {
   relay: string;
   /** base64url (no padding) of 32 random bytes: 43 chars. */
   token: string;
+  /**
+   * Link secret of a bound ticket (base64url of 32 bytes), never sent: it
+   * keys the claim MAC. Absent for an unbound ticket (the original form).
+   */
+  bind?: string;
 }
 
 /** Links longer than this are rejected before parsing; a typical one is ~170. */
@@ -114,11 +122,14 @@ export function queryUnescape(s: string): string | undefined {
   }
 }
 
-/** Builds the link; validates the three values first. */
+/** Builds the link (keys sorted as Go does); validates the values first. */
 export function buildJoinLink(link: JoinLink): string {
-  const checked = checkValues(link.ca, link.relay, link.token);
-  const query = (["ca", "relay", "token"] as const)
-    .map((k) => `${k}=${queryEscape(checked[k])}`)
+  const checked = checkValues(link.ca, link.relay, link.token, link.bind);
+  const keys = checked.bind === undefined
+    ? (["ca", "relay", "token"] as const)
+    : (["bind", "ca", "relay", "token"] as const);
+  const query = keys
+    .map((k) => `${k}=${queryEscape(checked[k]!)}`)
     .join("&");
   return `${SCHEME}://${HOST}?${query}`;
 }
@@ -126,8 +137,8 @@ export function buildJoinLink(link: JoinLink): string {
 /**
  * Parses a join link. Rejects (naming the bad part): too long, wrong scheme,
  * wrong host, a path, malformed query escapes, a missing/empty/duplicate
- * parameter, and a `ca`, `relay` or `token` of the wrong shape. Unknown
- * parameters are ignored.
+ * parameter, and a `ca`, `relay`, `token` or (when present) `bind` of the
+ * wrong shape. Unknown parameters are ignored.
  */
 export function parseJoinLink(input: string): JoinLink {
   if (typeof input !== "string") {
@@ -176,10 +187,15 @@ export function parseJoinLink(input: string): JoinLink {
       throw new JoinLinkError("missing-parameter", `parameter "${k}" is missing or empty`);
     }
   }
-  return checkValues(params.get("ca")!, params.get("relay")!, params.get("token")!);
+  return checkValues(
+    params.get("ca")!,
+    params.get("relay")!,
+    params.get("token")!,
+    params.get("bind"),
+  );
 }
 
-function checkValues(ca: string, relay: string, token: string): JoinLink {
+function checkValues(ca: string, relay: string, token: string, bind?: string): JoinLink {
   if (!/^[0-9a-f]{64}$/.test(normalizeFingerprint(ca ?? ""))) {
     throw new JoinLinkError(
       "bad-ca",
@@ -194,5 +210,14 @@ function checkValues(ca: string, relay: string, token: string): JoinLink {
   } catch {
     throw new JoinLinkError("bad-token", "token must be base64url of 32 bytes (43 characters)");
   }
-  return { ca, relay, token };
+  if (bind === undefined) return { ca, relay, token };
+  try {
+    fromBase64Url(bind, "bind", 32);
+  } catch {
+    throw new JoinLinkError(
+      "bad-bind",
+      "bind must be base64url of 32 bytes (43 characters); copy the whole link",
+    );
+  }
+  return { ca, relay, token, bind };
 }

@@ -16,13 +16,11 @@
  * default caps admit; the figures name the count used.
  */
 import { deriveCaps, smallPool } from "../../core/conn_limits.ts";
-import { createLogger } from "../../core/log.ts";
-import { certPem } from "../../core/pki/mod.ts";
-import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
+import type { TunnelClient } from "../../controller/relay/tunnel_client.ts";
 import { deviceClient, Flood, Proc, startRelayProcess, writeRelayDir } from "../support/abuse.ts";
 import { startEchoBackend } from "../support/echo_backend.ts";
 import { makeFleet } from "../support/pki_fixture.ts";
-import { unary } from "../support/relay_harness.ts";
+import { loopbackPorts, tunnelToRelay, unary } from "../support/relay_harness.ts";
 import { type BenchModule, type Figure, figure, percentile } from "./harness.ts";
 
 const CALLS = 1500;
@@ -157,33 +155,13 @@ async function measure(): Promise<Figure[]> {
   try {
     await writeRelayDir(fleet, dir);
     const device = await fleet.issue({ kind: "device", name: "bench" });
-    const ctl = await fleet.issue({ kind: "controller-client" });
     relay = await startRelayProcess(dir, [
-      "--client-addr",
-      "127.0.0.1:0",
-      "--tunnel-addr",
-      "127.0.0.1:0",
-      "--egress-addr",
-      "off",
+      ...loopbackPorts(),
       // The idle connections must outlive the measurement.
       "--idle-timeout",
       "1h",
     ], NOFILE);
-    tunnel = new TunnelClient({
-      target: { host: "127.0.0.1", port: relay.ports.tunnel, serverName: "127.0.0.1" },
-      identity: {
-        certPem: ctl.chainPem,
-        keyPem: ctl.keyPem,
-        caPem: fleet.rootPem + certPem(fleet.pki.fleet.cert),
-        trust: fleet.trust,
-      },
-      accept: (c) => backend.accept(c),
-      policy: () => ({ v: 1, revision: Date.now(), revoked_serials: [], egress_allow: [] }),
-      log: createLogger("ctl", { sink: () => {} }),
-    });
-    tunnel.start();
-    await tunnel.whenUp();
-    await relay.proc.waitLog((l) => l.msg === "controller tunnel up", 30_000, "the tunnel");
+    tunnel = await tunnelToRelay(fleet, backend, relay);
     client = deviceClient(fleet, device, relay.ports.client);
     const quiet = await p99(client);
     const rssNone = await settledRss(relay.pid);

@@ -11,6 +11,7 @@
 import { agentPki, AgentProcess, Lab, nodeStateDir } from "../support/agent_harness.ts";
 import { run } from "../support/run.ts";
 import { type BenchModule, type Figure, figure, percentile } from "./harness.ts";
+import { decodeText } from "../../core/encoding.ts";
 
 /** Peers added one call at a time; then more with several calls in flight. */
 const PEERS = 5000;
@@ -72,7 +73,7 @@ async function measure(): Promise<Figure[]> {
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const lines = loader.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const lines = decodeText(loader.stdout).getReader();
     let text = "";
     while (!text.includes("\n")) {
       const { value, done } = await lines.read();

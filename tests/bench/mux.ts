@@ -137,9 +137,11 @@ async function theirs(streams: number): Promise<number> {
  * same shape as ours(): 64 KiB writes on `streams` streams for RUN_MS, MB/s
  * of the bytes the reader got, until the readers saw every FIN.
  */
-async function goYamux(binary: string, streams: number): Promise<number> {
+async function goYamux(binary: string, streams: number, oneThread = false): Promise<number> {
   const out = await new Deno.Command(binary, {
     args: ["-bench", "-streams", String(streams), "-ms", String(RUN_MS)],
+    // GOMAXPROCS=1: Go on one thread, as both core/mux ends share one JS thread.
+    env: oneThread ? { GOMAXPROCS: "1" } : {},
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -273,8 +275,10 @@ export const muxBench: BenchModule = {
   section: "Multiplexer",
   notes: "Go baseline: github.com/hashicorp/yamux v0.1.2 client and server in one Go " +
     "process (tests/support/go/yamuxpeer -bench, default 256 KiB windows, keepalive off), " +
-    "the same 64 KiB writes for 1 s on 1 or 16 streams; Go runs the two ends on all cores, " +
-    "core/mux runs both ends on one JavaScript thread.",
+    "the same 64 KiB writes for 1 s on 1 or 16 streams; Go runs the two ends on all cores " +
+    "(and, for the one-thread rows, with GOMAXPROCS=1), core/mux runs both ends on one " +
+    "JavaScript thread. The raw-TCP row is Deno's own loopback TCP (no multiplexer) against " +
+    "Go yamux on one thread: what core/mux cannot exceed in this runtime.",
   async run(): Promise<Figure[]> {
     // Interleaved rounds, median of each: the machine's load drifts.
     const runs = {
@@ -285,6 +289,8 @@ export const muxBench: BenchModule = {
       libSixteen: [] as number[],
       goOne: [] as number[],
       goSixteen: [] as number[],
+      goOneThreadOne: [] as number[],
+      goOneThreadSixteen: [] as number[],
     };
     const goBinary = goCommand() === null ? null : await buildGoPeer("yamuxpeer");
     if (goBinary === null) {
@@ -299,6 +305,8 @@ export const muxBench: BenchModule = {
       if (goBinary !== null) {
         runs.goOne.push(await goYamux(goBinary, 1));
         runs.goSixteen.push(await goYamux(goBinary, 16));
+        runs.goOneThreadOne.push(await goYamux(goBinary, 1, true));
+        runs.goOneThreadSixteen.push(await goYamux(goBinary, 16, true));
       }
     }
     const [raw, one, sixteen, libOne, libSixteen] = [
@@ -323,6 +331,29 @@ export const muxBench: BenchModule = {
         "MB/s",
         "Go hashicorp/yamux ⇄ itself, 16 streams",
         median(runs.goSixteen),
+      ),
+      figure(
+        "core/mux throughput, 1 stream (ours/Go, one thread each)",
+        one,
+        "MB/s",
+        "Go hashicorp/yamux ⇄ itself, GOMAXPROCS=1, 1 stream",
+        median(runs.goOneThreadOne),
+        { target: "≥ 0.8× Go yamux" },
+      ),
+      figure(
+        "core/mux throughput, 16 streams (ours/Go, one thread each)",
+        sixteen,
+        "MB/s",
+        "Go hashicorp/yamux ⇄ itself, GOMAXPROCS=1, 16 streams",
+        median(runs.goOneThreadSixteen),
+        { target: "≥ 0.8× Go yamux" },
+      ),
+      figure(
+        "raw loopback TCP, Deno (the floor of core/mux against Go)",
+        raw,
+        "MB/s",
+        "Go hashicorp/yamux ⇄ itself, GOMAXPROCS=1, 1 stream",
+        median(runs.goOneThreadOne),
       ),
     ];
     const mem = await memoryFigures();

@@ -14,23 +14,22 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import { DEFAULT_LOG_LIMITS } from "../../core/log_limit.ts";
 import { certPem } from "../../core/pki/mod.ts";
 import { openState } from "../../controller/state.ts";
 import { ACCOUNT_PROTO, loadProto } from "../../proto/load.ts";
+import { exhaustDescriptors, idleFloodSteps } from "../support/abuse_harness.ts";
 import {
   abuseCapability,
   childPids,
   eventually,
   fdCount,
-  fdsBackNear,
   Flood,
   floodsClosedByLimits,
   lastStats,
   loopbackSources,
   type Proc,
   SHORT_LIMITS,
-  taskUnderLimit,
+  taskProc,
 } from "../support/abuse.ts";
 
 const cap = abuseCapability("controller abuse (process, prlimit)");
@@ -53,7 +52,7 @@ async function startControllerProcess(args: string[], nofile = NOFILE): Promise<
   const state = await openState(dir, { create: true });
   const rootPem = certPem(state.pki.cas.root.cert);
   state.close();
-  const proc = taskUnderLimit("controller", [
+  const proc = taskProc("controller", [
     "--state",
     dir,
     "--ui-listen",
@@ -61,7 +60,7 @@ async function startControllerProcess(args: string[], nofile = NOFILE): Promise<
     "--relay-listen",
     "127.0.0.1:0",
     ...args,
-  ], nofile);
+  ], { nofile });
   try {
     const relayReady = await proc.waitLog(
       (l) => l.msg === "client listener ready",
@@ -150,45 +149,24 @@ Deno.test({
       c = await startControllerProcess(["--handshake-timeout", "2m", "--preface-timeout", "2m"]);
       assert.equal(await healthz(c), 200);
       await claimAnswered(c);
-      const baselineFds = fdCount(c.pid);
-      const logsBefore = c.proc.stderr.length;
-      const started = performance.now();
-
-      floods.push(
-        new Flood({
-          host: "127.0.0.1",
-          port: c.relayPort,
-          kind: "tcp",
-          count: 1500,
-          sources: loopbackSources(2, 8),
-          concurrency: 128,
-        }),
-      );
-      const settled = await floods[0].event("settled", 120_000);
-      assert.ok(settled.open + settled.peerClosed > 0, JSON.stringify(settled));
-
-      // During: the dashboard answers, a device's call is answered, the flood still holds.
-      assert.ok(c.proc.alive, c.proc.tail());
-      assert.equal(await healthz(c), 200);
-      await claimAnswered(c);
-      const during = await floods[0].status();
-      assert.ok(during.open > 0, JSON.stringify(during));
-
-      for (const f of floods.splice(0)) await f.close();
-      assert.ok(c.proc.alive, c.proc.tail());
-      assert.equal(await healthz(c), 200);
-      await claimAnswered(c);
-      await fdsBackNear(c.pid, baselineFds);
-      // One rate-limited refusal line (burst, then a few a second) and a summary.
-      const seconds = (performance.now() - started) / 1000;
-      const allowed = DEFAULT_LOG_LIMITS.burst + DEFAULT_LOG_LIMITS.perSecond * seconds + 30;
-      const lines = c.proc.stderr.length - logsBefore;
-      assert.ok(lines <= allowed && lines < 1500 / 4, `${lines} log lines (allowed ${allowed})`);
-
-      assert.equal((await c.proc.stop()).code, 0, c.proc.tail());
-      const relay = lastStats(c.proc, "client");
-      assert.ok(relay.refused["per-source"] > 0, JSON.stringify(relay));
-      assert.equal(c.proc.logs().at(-1).msg, "stopped");
+      const ctl = c;
+      // One plan from 8 sources; one rate-limited refusal line (burst, then a few a second) and a summary.
+      const plans = [{ port: c.relayPort, count: 1500, sources: loopbackSources(2, 8) }];
+      await idleFloodSteps(c, plans, floods, {
+        listeners: 1,
+        extraLines: 30,
+        async during(floods) {
+          // The dashboard answers, a device's call is answered, the flood still holds.
+          assert.equal(await healthz(ctl), 200);
+          await claimAnswered(ctl);
+          const during = await floods[0].status();
+          assert.ok(during.open > 0, JSON.stringify(during));
+        },
+        async after() {
+          assert.equal(await healthz(ctl), 200);
+          await claimAnswered(ctl);
+        },
+      });
     } finally {
       await tearDown(c, floods);
     }
@@ -249,23 +227,13 @@ Deno.test({
         "--handshake-timeout",
         "5s",
       ], 256);
+      const ctl = c;
       assert.equal(await healthz(c), 200);
-      const flood = new Flood({
-        host: "127.0.0.1",
-        port: c.relayPort,
-        kind: "tcp",
-        count: 800,
-        sources: loopbackSources(2, 4),
-        concurrency: 128,
-        connectTimeoutMs: 5000,
+      // With the request that used to end the controller (Deno.serve exits on EMFILE).
+      await exhaustDescriptors(c.relayPort, floods, async () => {
+        await fetch(`http://127.0.0.1:${ctl.uiPort}/healthz`, { signal: AbortSignal.timeout(3000) })
+          .then((r) => r.body?.cancel(), () => {});
       });
-      floods.push(flood);
-      await flood.event("settled", 120_000);
-      // The request that used to end the controller (Deno.serve exits on EMFILE).
-      await fetch(`http://127.0.0.1:${c.uiPort}/healthz`, { signal: AbortSignal.timeout(3000) })
-        .then((r) => r.body?.cancel(), () => {});
-      await flood.close();
-      floods.length = 0;
 
       await c.proc.waitLog(
         (l) => l.code === "listener-rebuilt",

@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { resolveConfig } from "../../controller/config.ts";
+import client from "prom-client";
+import { registerFleetMetrics } from "../../controller/monitoring.ts";
 import { startController } from "../../controller/serve.ts";
 import { Relays } from "../../controller/service/relays.ts";
 import { Service } from "../../controller/service/service.ts";
@@ -36,6 +38,12 @@ Deno.test({
       "the controller to start",
     );
     const made = sshKeys(first.state.db);
+    // The fleet's figures are on /metrics beside the API's (names do not clash).
+    const registry = new client.Registry();
+    registerFleetMetrics(registry, first);
+    const text = await registry.metrics();
+    assert.match(text, /^pharos_fleet_nodes\{health="healthy"\} 0$/m);
+    assert.match(text, /^pharos_reconcile_sweeps \d+$/m);
     await within(first.shutdown(), WAIT_MS, "the controller to stop");
     assert.equal(made.length, 1);
     assert.match(made[0].fingerprint, /^SHA256:/);

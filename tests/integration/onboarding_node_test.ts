@@ -16,7 +16,9 @@ import assert from "node:assert/strict";
 import { verifyAudit } from "../../controller/audit_verify.ts";
 import { type OnboardingProgress, onboardNode } from "../../controller/onboarding/mod.ts";
 import type { NodeOnboarding } from "../../controller/onboarding/node.ts";
+import { renewDueCertificates } from "../../controller/renewal.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
+import { createLogger } from "../../core/log.ts";
 import { parseHostKeyLine } from "../../controller/ssh/host_key.ts";
 import * as pki from "../../core/pki/mod.ts";
 import { agentCapability, Lab } from "../support/agent_harness.ts";
@@ -222,6 +224,48 @@ Deno.test({
         assert.equal(after.node.certSerial, before.node.certSerial);
         assert.equal(after.node.sshHostKey, before.node.sshHostKey);
       });
+
+      await t.step(
+        "renewal: a new certificate for the same key, taken up by the running agent",
+        async () => {
+          const before = await assertOnboarded(o, a, "a");
+          const pid = await Deno.readTextFile(`${a.dir}/service.pid`);
+          const installs = await Deno.readTextFile(`${a.dir}/install.log`);
+          const log = createLogger("renewal", { sink: () => {} });
+          // Nothing is due today.
+          assert.deepEqual(await renewDueCertificates(o.state, { log }), []);
+          // Ten months on (a one-year leaf has less than a third of its life left).
+          const later = new Date(Date.now() + 300 * 86400_000);
+          const outcomes = await renewDueCertificates(o.state, {
+            log,
+            now: () => later,
+            nodeRequest: () => request(o, a, { name: "a" }),
+          });
+          const node = outcomes.find((x) => x.kind === "node")!;
+          assert.equal(node.ok, true, node.message ?? "");
+          const after = await assertOnboarded(o, a, "a");
+          assert.notEqual(after.node.certSerial, before.node.certSerial);
+          assert.equal(node.serial, after.node.certSerial);
+          assert.equal(after.keyPem, before.keyPem, "the node keeps its key");
+          // The ready step saw NodeControl present the new certificate; no restart, no install.
+          assert.equal(await Deno.readTextFile(`${a.dir}/service.pid`), pid);
+          assert.equal(await Deno.readTextFile(`${a.dir}/install.log`), installs);
+          // The controller's own one-year certificates were due too, renewed at today's date
+          // (the steps below call the agent with the new client certificate).
+          const own = outcomes.filter((x) => x.kind === "controller");
+          assert.ok(own.some((x) => x.name === "controller-client"));
+          assert.ok(own.every((x) => x.ok), JSON.stringify(own));
+          // The superseded node certificate is revoked with the new one's record.
+          assert.equal(
+            count(
+              o,
+              `SELECT count(*) AS n FROM revoked_certificates
+                      WHERE serial = '${before.node.certSerial}'`,
+            ),
+            1,
+          );
+        },
+      );
 
       await t.step(
         "a changed host key is refused before logging in; re-pinning is deliberate",
@@ -431,7 +475,7 @@ Deno.test({
         assert.equal(end.keyPem, key);
         assert.equal(end.node.certSerial, signed.certSerial);
         assert.equal(
-          count(o, "SELECT count(*) AS n FROM revoked_certificates"),
+          count(o, "SELECT count(*) AS n FROM revoked_certificates WHERE subject = 'node d'"),
           0,
         );
         assert.equal(

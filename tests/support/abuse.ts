@@ -7,15 +7,20 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { Buffer } from "node:buffer";
-import { certPem } from "../../core/pki/mod.ts";
 import { capability, hasCommand } from "./capability.ts";
 import type { FloodPlan } from "./conn_flood.ts";
-import { echoPkg } from "./echo_backend.ts";
 import type { Fleet, IssuedLeaf } from "./pki_fixture.ts";
-import { unary } from "./relay_harness.ts";
+import { deviceClient, parseJson, Proc, unary } from "./relay_harness.ts";
 
-export const ROOT = new URL("../../", import.meta.url).pathname;
+export {
+  deviceClient,
+  Proc,
+  ROOT,
+  startRelayProcess,
+  taskProc,
+  writeRelayDir,
+} from "./relay_harness.ts";
+
 const FLOOD = new URL("./conn_flood.ts", import.meta.url).pathname;
 
 /** The abuse suites need prlimit (util-linux) and a hard fd limit that lets the floods run. */
@@ -30,223 +35,6 @@ export function abuseCapability(suite: string) {
     ok,
     "needs prlimit (util-linux) and an open-files hard limit of at least 8192 (or root)",
   );
-}
-
-/** A child process whose stdout and stderr are kept as lines, with bounded waits for a line. */
-export class Proc {
-  readonly stdout: string[] = [];
-  readonly stderr: string[] = [];
-  readonly child: Deno.ChildProcess;
-  /** Set once the process has exited. */
-  exit: Deno.CommandStatus | null = null;
-  readonly done: Promise<void>;
-  #waiters = new Set<() => void>();
-  #stdin?: WritableStreamDefaultWriter<Uint8Array>;
-
-  constructor(
-    cmd: string,
-    args: string[],
-    opts: { env?: Record<string, string>; stdin?: boolean } = {},
-  ) {
-    this.child = new Deno.Command(cmd, {
-      args,
-      cwd: ROOT,
-      env: opts.env,
-      stdin: opts.stdin ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    if (opts.stdin) this.#stdin = this.child.stdin.getWriter();
-    const pump = async (from: ReadableStream<Uint8Array>, into: string[]) => {
-      let buf = "";
-      for await (const chunk of from.pipeThrough(new TextDecoderStream())) {
-        buf += chunk;
-        const parts = buf.split("\n");
-        buf = parts.pop()!;
-        into.push(...parts);
-        this.#wake();
-      }
-      if (buf) into.push(buf);
-      this.#wake();
-    };
-    this.done = Promise.all([
-      pump(this.child.stdout, this.stdout),
-      pump(this.child.stderr, this.stderr),
-      this.child.status.then((s) => {
-        this.exit = s;
-        this.#wake();
-      }),
-    ]).then(() => {});
-  }
-
-  get alive(): boolean {
-    return this.exit === null;
-  }
-
-  #wake(): void {
-    for (const w of this.#waiters) w();
-  }
-
-  /**
-   * Waits (at most `ms`) until `find` returns something for the lines of
-   * `stream` from index `from` on; fails naming `what` and the last lines.
-   */
-  async waitFor<T>(
-    stream: "stdout" | "stderr",
-    find: (lines: string[]) => T | undefined,
-    ms: number,
-    what: string,
-  ): Promise<T> {
-    const lines = this[stream];
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let wake!: () => void;
-    try {
-      const deadline = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), ms)));
-      while (true) {
-        const hit = find(lines);
-        if (hit !== undefined) return hit;
-        if (!this.alive && this.exit) {
-          // One more look: the last lines may have come with the exit.
-          await this.done;
-          const last = find(lines);
-          if (last !== undefined) return last;
-          throw new Error(`process exited (${this.exit.code}) before ${what}:\n${this.tail()}`);
-        }
-        const next = new Promise<"line">((r) => {
-          wake = () => r("line");
-          this.#waiters.add(wake);
-        });
-        const why = await Promise.race([next, deadline]);
-        this.#waiters.delete(wake);
-        if (why === "timeout") {
-          const last = find(lines);
-          if (last !== undefined) return last;
-          throw new Error(`timed out after ${ms} ms waiting for ${what}:\n${this.tail()}`);
-        }
-      }
-    } finally {
-      clearTimeout(timer);
-      this.#waiters.delete(wake);
-    }
-  }
-
-  /** The first JSON log line on stderr (from index `from`) that `pred` accepts. */
-  waitLog(pred: (l: any) => boolean, ms: number, what: string, from = 0): Promise<any> {
-    return this.waitFor(
-      "stderr",
-      (lines) => {
-        for (let i = from; i < lines.length; i++) {
-          const l = parseJson(lines[i]);
-          if (l && pred(l)) return l;
-        }
-        return undefined;
-      },
-      ms,
-      what,
-    );
-  }
-
-  /** JSON log lines on stderr. */
-  logs(): any[] {
-    return this.stderr.map(parseJson).filter((l) => l !== null);
-  }
-
-  async send(line: string): Promise<void> {
-    await this.#stdin?.write(new TextEncoder().encode(line + "\n")).catch(() => {});
-  }
-
-  /** Sends `signal` (if still running) and waits (bounded) for the exit. */
-  async stop(signal: Deno.Signal = "SIGTERM", ms = 30_000): Promise<Deno.CommandStatus> {
-    await this.#stdin?.close().catch(() => {});
-    if (this.alive) {
-      try {
-        this.child.kill(signal);
-      } catch {
-        // already gone
-      }
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const killed = new Promise<void>((r) =>
-      timer = setTimeout(() => {
-        try {
-          this.child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-        r();
-      }, ms)
-    );
-    await Promise.race([this.done, killed]);
-    clearTimeout(timer);
-    await this.done;
-    return this.exit!;
-  }
-
-  tail(n = 15): string {
-    return [...this.stderr.slice(-n), ...this.stdout.slice(-3)].join("\n");
-  }
-}
-
-function parseJson(line: string): any {
-  try {
-    const v = JSON.parse(line);
-    return typeof v === "object" && v !== null ? v : null;
-  } catch {
-    return null;
-  }
-}
-
-/** `deno task --quiet <task> …` under `prlimit --nofile=N:N`. */
-export function taskUnderLimit(
-  task: string,
-  args: string[],
-  nofile: number,
-  opts: { env?: Record<string, string> } = {},
-): Proc {
-  return new Proc("prlimit", [
-    `--nofile=${nofile}:${nofile}`,
-    "--",
-    Deno.execPath(),
-    "task",
-    "--quiet",
-    task,
-    ...args,
-  ], opts);
-}
-
-/** A relay process under an fd limit; resolves once it printed its ready line. */
-export async function startRelayProcess(
-  dir: string,
-  args: string[],
-  nofile: number,
-): Promise<{ proc: Proc; ports: { client: number; tunnel: number; egress: number }; pid: number }> {
-  const proc = taskUnderLimit("relay", ["run", "--dir", dir, ...args], nofile);
-  try {
-    const ready = await proc.waitFor(
-      "stdout",
-      (lines) => {
-        const l = lines.map(parseJson).find((j) => j?.ready);
-        return l ?? undefined;
-      },
-      60_000,
-      "the relay's ready line",
-    );
-    return { proc, ports: ready.ports, pid: ready.pid };
-  } catch (e) {
-    await proc.stop();
-    throw e;
-  }
-}
-
-/** Writes a relay's key and certificates into `dir`. */
-export async function writeRelayDir(fleet: Fleet, dir: string): Promise<IssuedLeaf> {
-  const leaf = await fleet.issue({ kind: "relay", hosts: ["localhost", "127.0.0.1"] });
-  await Deno.writeTextFile(`${dir}/relay.key`, leaf.keyPem);
-  await Deno.writeTextFile(`${dir}/relay.crt`, leaf.chainPem);
-  await Deno.writeTextFile(`${dir}/ca.crt`, fleet.rootPem);
-  await Deno.writeTextFile(`${dir}/fleet-ca.crt`, certPem(fleet.pki.fleet.cert));
-  await Deno.writeTextFile(`${dir}/device-ca.crt`, certPem(fleet.pki.device.cert));
-  return leaf;
 }
 
 /** Loopback source addresses 127.0.0.<first> … (count of them). */
@@ -396,19 +184,6 @@ export async function floodsClosedByLimits(
   }
   for (const f of floods.splice(0)) await f.close();
   await fdsBackNear(pid, baselineFds);
-}
-
-/** A device's gRPC client for the Echo service at 127.0.0.1:port (source address 127.0.0.1). */
-export function deviceClient(fleet: Fleet, device: IssuedLeaf | null, port: number): any {
-  return new echoPkg.Echo(
-    `localhost:${port}`,
-    grpc.credentials.createSsl(
-      Buffer.from(fleet.rootPem),
-      device ? Buffer.from(device.keyPem) : null,
-      device ? Buffer.from(device.chainPem) : null,
-    ),
-    { "grpc.enable_retries": 0 },
-  );
 }
 
 /** One Echo call on a new client (a new connection), closed afterwards. */

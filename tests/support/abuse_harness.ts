@@ -5,12 +5,15 @@
  * the proxy (limits, open calls) and the backend for abuse tests. The client
  * listener advertises ADVERTISED_MAX_STREAMS, as the production listener
  * must (see relay/stream_limits.ts), so a client that exceeds the
- * per-connection limit is refused stream by stream.
+ * per-connection limit is refused stream by stream. Also the flood steps
+ * the process suites (abuse_relay_test, abuse_controller_test) share.
  */
+import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import http2 from "node:http2";
 import { createLogger } from "../../core/log.ts";
+import { DEFAULT_LOG_LIMITS, rateLimitedLogger } from "../../core/log_limit.ts";
 import { certPem, RevocationList } from "../../core/pki/mod.ts";
 import { Backend } from "../../relay/backend.ts";
 import { createClientServer } from "../../relay/client_listener.ts";
@@ -18,6 +21,7 @@ import { DeviceAuth } from "../../relay/device_auth.ts";
 import { createProxy, type ProxyHandler, type ProxyOptions } from "../../relay/proxy.ts";
 import { ADVERTISED_MAX_STREAMS } from "../../relay/stream_limits.ts";
 import { type BackendTransport, embeddedTransport } from "../../relay/transport.ts";
+import { fdCount, fdsBackNear, Flood, lastStats, loopbackSources, type Proc } from "./abuse.ts";
 import { type EchoBackend, echoPkg, startEchoBackend } from "./echo_backend.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
 import { startTunnel, type TunnelFixture } from "./tunnel_fixture.ts";
@@ -71,14 +75,16 @@ export async function abuseRelay(
     revoked,
   }, log);
   transport.onChange?.(() => backend.reset());
-  const proxy = createProxy({ backend, devices, log, ...opts });
+  // As relay.ts: lines a client can cause go through the per-source rate limiter.
+  const noisy = rateLimitedLogger(log);
+  const proxy = createProxy({ backend, devices, log: noisy, ...opts });
   const server = createClientServer({
     certPem: relayLeaf.chainPem,
     keyPem: relayLeaf.keyPem,
     deviceCaPem: certPem(fleet.pki.device.cert),
     devices,
     onStream: proxy,
-    log,
+    log: noisy,
   });
   server.updateSettings({ maxConcurrentStreams: ADVERTISED_MAX_STREAMS });
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -121,6 +127,7 @@ export async function abuseRelay(
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await transport.close?.();
       echo.close();
+      noisy.close();
     },
   };
 }
@@ -197,4 +204,94 @@ export function unaryEcho(client: any, text: string): Promise<any> {
       (err: any, res: any) => (err ? reject(err) : resolve(res)),
     )
   );
+}
+
+/** One port under an idle TCP flood: `count` connects from `sources`. */
+export interface IdleFloodPlan {
+  port: number;
+  count: number;
+  sources: string[];
+}
+
+/**
+ * The idle-TCP-flood steps both process suites (relay, controller) run:
+ * floods on `plans` until settled (each holds or saw closed some
+ * connections), `during` while they hold, the floods closed, `after`; the
+ * process stays alive throughout; its descriptors return near their
+ * baseline (`fdSlack`), its log grows by at most one rate-limited burst per
+ * listener that refuses (`listeners`) plus `extraLines`; stopped, it exits
+ * 0 with "stopped" last, and its client listener counted per-source refusals.
+ */
+export async function idleFloodSteps(
+  target: { proc: Proc; pid: number },
+  plans: IdleFloodPlan[],
+  floods: Flood[],
+  steps: {
+    during: (floods: Flood[]) => Promise<void>;
+    after: () => Promise<void>;
+    listeners: number;
+    extraLines: number;
+    fdSlack?: number;
+  },
+): Promise<void> {
+  const { proc, pid } = target;
+  const baselineFds = fdCount(pid);
+  const logsBefore = proc.stderr.length;
+  const started = performance.now();
+  for (const p of plans) {
+    floods.push(new Flood({ host: "127.0.0.1", kind: "tcp", concurrency: 128, ...p }));
+  }
+  const settled = await Promise.all(floods.map((f) => f.event("settled", 120_000)));
+  for (const r of settled) assert.ok(r.open + r.peerClosed > 0, JSON.stringify(r));
+
+  assert.ok(proc.alive, proc.tail());
+  await steps.during(floods);
+  for (const f of floods.splice(0)) await f.close();
+  assert.ok(proc.alive, proc.tail());
+  await steps.after();
+  await fdsBackNear(pid, baselineFds, steps.fdSlack);
+
+  const seconds = (performance.now() - started) / 1000;
+  const allowed = steps.listeners *
+      (DEFAULT_LOG_LIMITS.burst + DEFAULT_LOG_LIMITS.perSecond * seconds) + steps.extraLines;
+  const total = plans.reduce((n, p) => n + p.count, 0);
+  const lines = proc.stderr.length - logsBefore;
+  const histogram: Record<string, number> = {};
+  for (const l of proc.logs().slice(logsBefore)) histogram[l.msg] = (histogram[l.msg] ?? 0) + 1;
+  assert.ok(
+    lines <= allowed && lines < total / 4,
+    `${lines} log lines (allowed ${Math.round(allowed)}): ${JSON.stringify(histogram)}`,
+  );
+
+  assert.equal((await proc.stop()).code, 0, proc.tail());
+  const client = lastStats(proc, "client");
+  assert.ok(client.refused["per-source"] > 0, JSON.stringify(client));
+  assert.equal(proc.logs().at(-1).msg, "stopped");
+}
+
+/**
+ * 800 TCP connects from 4 addresses to `port` of a process whose caps are
+ * set above its fd limit on purpose: they exhaust its descriptors. Once the
+ * flood has settled `meanwhile` runs (e.g. the request that used to end the
+ * process), then the flood is closed.
+ */
+export async function exhaustDescriptors(
+  port: number,
+  floods: Flood[],
+  meanwhile: () => Promise<void> = async () => {},
+): Promise<void> {
+  const flood = new Flood({
+    host: "127.0.0.1",
+    port,
+    kind: "tcp",
+    count: 800,
+    sources: loopbackSources(2, 4),
+    concurrency: 128,
+    connectTimeoutMs: 5000,
+  });
+  floods.push(flood);
+  await flood.event("settled", 120_000);
+  await meanwhile();
+  await flood.close();
+  floods.splice(floods.indexOf(flood), 1);
 }

@@ -20,6 +20,7 @@ import { InterfaceNames } from "./ifnames.ts";
 import { addQuietNamespace, deleteNamespace } from "./netns.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
 import { run, type RunResult } from "./run.ts";
+import { decodeText } from "../../core/encoding.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
 const PROBE = new URL("./net_probe.ts", import.meta.url).pathname;
@@ -93,8 +94,8 @@ export class Proc {
       this.exited = true;
       return s;
     });
-    const pump = async (s: ReadableStream<Uint8Array>, into: string[]) => {
-      for await (const l of s.pipeThrough(new TextDecoderStream()).pipeThrough(lines())) {
+    const pump = async (s: ReadableStream<Uint8Array<ArrayBuffer>>, into: string[]) => {
+      for await (const l of decodeText(s).pipeThrough(lines())) {
         into.push(l);
         if (into.length > 20_000) into.splice(0, 10_000);
         this.#waiters = this.#waiters.filter((w) => {

@@ -25,6 +25,7 @@
  */
 import net from "node:net";
 import tls from "node:tls";
+import { decodeText } from "../../core/encoding.ts";
 
 export type FloodKind = "tcp" | "half-tls" | "tls" | "h2";
 
@@ -170,7 +171,7 @@ async function main(plan: FloodPlan): Promise<void> {
   // Commands on stdin.
   void (async () => {
     let buf = "";
-    for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+    for await (const chunk of decodeText(Deno.stdin.readable)) {
       buf += chunk;
       const lines = buf.split("\n");
       buf = lines.pop()!;

@@ -15,6 +15,7 @@
  * processes never run a half-written binary.
  */
 import { type Capability, capability } from "./capability.ts";
+import { decodeText } from "../../core/encoding.ts";
 
 const GO_ROOT = new URL("./go/", import.meta.url);
 
@@ -238,7 +239,7 @@ export class GoPeerProcess {
   }
 
   async #readLines(): Promise<void> {
-    const lines = this.#child.stdout.pipeThrough(new TextDecoderStream());
+    const lines = decodeText(this.#child.stdout);
     let buf = "";
     for await (const text of lines) {
       buf += text;

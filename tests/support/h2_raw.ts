@@ -20,7 +20,13 @@ export const FRAME = {
   CONTINUATION: 9,
 } as const;
 export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8, PRIORITY: 0x20 };
-export const ERR = { NO_ERROR: 0, PROTOCOL_ERROR: 1, CANCEL: 8, REFUSED_STREAM: 7 } as const;
+export const ERR = {
+  NO_ERROR: 0,
+  PROTOCOL_ERROR: 1,
+  REFUSED_STREAM: 7,
+  CANCEL: 8,
+  ENHANCE_YOUR_CALM: 11,
+} as const;
 export const SETTING = { INITIAL_WINDOW_SIZE: 4, MAX_CONCURRENT_STREAMS: 3 } as const;
 
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -1,14 +1,20 @@
 // deno-lint-ignore-file no-explicit-any
-/** Wires a fleet, an Echo backend and a relay together for relay tests. */
+/**
+ * Wires a fleet, an Echo backend and a relay together for relay tests: in
+ * this process (relayHarness), or as the `relay` program in its own process
+ * (startRelayProcess) that a controller-side tunnel (tunnelToRelay) serves.
+ */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { createLogger } from "../../core/log.ts";
 import { certPem, RevocationList } from "../../core/pki/mod.ts";
+import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
 import { type RunningRelay, startRelay } from "../../relay/relay.ts";
 import type { BackendTransport } from "../../relay/transport.ts";
-import { echoPkg, startEchoBackend } from "./echo_backend.ts";
+import { type EchoBackend, echoPkg, startEchoBackend } from "./echo_backend.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
 import { WAIT_MS, within } from "./wait.ts";
+import { decodeText } from "../../core/encoding.ts";
 
 export interface Harness {
   fleet: Fleet;
@@ -135,4 +141,309 @@ export function unary(
     });
   });
   return within(call, CALL_DEADLINE_MS + WAIT_MS, `the ${method} call's answer and status`);
+}
+
+export const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** A child process whose stdout and stderr are kept as lines, with bounded waits for a line. */
+export class Proc {
+  readonly stdout: string[] = [];
+  readonly stderr: string[] = [];
+  readonly child: Deno.ChildProcess;
+  /** Set once the process has exited. */
+  exit: Deno.CommandStatus | null = null;
+  readonly done: Promise<void>;
+  #waiters = new Set<() => void>();
+  #stdin?: WritableStreamDefaultWriter<Uint8Array>;
+
+  constructor(
+    cmd: string,
+    args: string[],
+    opts: { env?: Record<string, string>; stdin?: boolean } = {},
+  ) {
+    this.child = new Deno.Command(cmd, {
+      args,
+      cwd: ROOT,
+      env: opts.env,
+      stdin: opts.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    if (opts.stdin) this.#stdin = this.child.stdin.getWriter();
+    const pump = async (from: ReadableStream<Uint8Array>, into: string[]) => {
+      let buf = "";
+      for await (const chunk of decodeText(from)) {
+        buf += chunk;
+        const parts = buf.split("\n");
+        buf = parts.pop()!;
+        into.push(...parts);
+        this.#wake();
+      }
+      if (buf) into.push(buf);
+      this.#wake();
+    };
+    this.done = Promise.all([
+      pump(this.child.stdout, this.stdout),
+      pump(this.child.stderr, this.stderr),
+      this.child.status.then((s) => {
+        this.exit = s;
+        this.#wake();
+      }),
+    ]).then(() => {});
+  }
+
+  get alive(): boolean {
+    return this.exit === null;
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters) w();
+  }
+
+  /**
+   * Waits (at most `ms`) until `find` returns something for the lines of
+   * `stream` from index `from` on; fails naming `what` and the last lines.
+   */
+  async waitFor<T>(
+    stream: "stdout" | "stderr",
+    find: (lines: string[]) => T | undefined,
+    ms: number,
+    what: string,
+  ): Promise<T> {
+    const lines = this[stream];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let wake!: () => void;
+    try {
+      const deadline = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), ms)));
+      while (true) {
+        const hit = find(lines);
+        if (hit !== undefined) return hit;
+        if (!this.alive && this.exit) {
+          // One more look: the last lines may have come with the exit.
+          await this.done;
+          const last = find(lines);
+          if (last !== undefined) return last;
+          throw new Error(`process exited (${this.exit.code}) before ${what}:\n${this.tail()}`);
+        }
+        const next = new Promise<"line">((r) => {
+          wake = () => r("line");
+          this.#waiters.add(wake);
+        });
+        const why = await Promise.race([next, deadline]);
+        this.#waiters.delete(wake);
+        if (why === "timeout") {
+          const last = find(lines);
+          if (last !== undefined) return last;
+          throw new Error(`timed out after ${ms} ms waiting for ${what}:\n${this.tail()}`);
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      this.#waiters.delete(wake);
+    }
+  }
+
+  /** The first JSON log line on stderr (from index `from`) that `pred` accepts. */
+  waitLog(pred: (l: any) => boolean, ms: number, what: string, from = 0): Promise<any> {
+    return this.waitFor(
+      "stderr",
+      (lines) => {
+        for (let i = from; i < lines.length; i++) {
+          const l = parseJson(lines[i]);
+          if (l && pred(l)) return l;
+        }
+        return undefined;
+      },
+      ms,
+      what,
+    );
+  }
+
+  /** JSON log lines on stderr. */
+  logs(): any[] {
+    return this.stderr.map(parseJson).filter((l) => l !== null);
+  }
+
+  async send(line: string): Promise<void> {
+    await this.#stdin?.write(new TextEncoder().encode(line + "\n")).catch(() => {});
+  }
+
+  /** Sends `signal` (if still running) and waits (bounded) for the exit. */
+  async stop(signal: Deno.Signal = "SIGTERM", ms = 30_000): Promise<Deno.CommandStatus> {
+    await this.#stdin?.close().catch(() => {});
+    if (this.alive) {
+      try {
+        this.child.kill(signal);
+      } catch {
+        // already gone
+      }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const killed = new Promise<void>((r) =>
+      timer = setTimeout(() => {
+        try {
+          this.child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+        r();
+      }, ms)
+    );
+    await Promise.race([this.done, killed]);
+    clearTimeout(timer);
+    await this.done;
+    return this.exit!;
+  }
+
+  tail(n = 15): string {
+    return [...this.stderr.slice(-n), ...this.stdout.slice(-3)].join("\n");
+  }
+}
+
+/** A JSON object from one line, or null. */
+export function parseJson(line: string): any {
+  try {
+    const v = JSON.parse(line);
+    return typeof v === "object" && v !== null ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `deno task --quiet <task> …` (exactly what operators run, with the task's
+ * permissions), under `prlimit --nofile=N:N` when `nofile` is given.
+ */
+export function taskProc(
+  task: string,
+  args: string[],
+  opts: { nofile?: number; env?: Record<string, string> } = {},
+): Proc {
+  const deno = [Deno.execPath(), "task", "--quiet", task, ...args];
+  if (opts.nofile === undefined) return new Proc(deno[0], deno.slice(1), { env: opts.env });
+  return new Proc("prlimit", [`--nofile=${opts.nofile}:${opts.nofile}`, "--", ...deno], {
+    env: opts.env,
+  });
+}
+
+/** `relay run` flags that put every listener on a free loopback port (egress off unless asked). */
+export function loopbackPorts(egress = false): string[] {
+  return [
+    "--client-addr",
+    "127.0.0.1:0",
+    "--tunnel-addr",
+    "127.0.0.1:0",
+    "--egress-addr",
+    egress ? "127.0.0.1:0" : "off",
+  ];
+}
+
+/** A `relay run` process that printed its ready line. */
+export interface RelayProcess {
+  proc: Proc;
+  /** (egress is null at run time when started with `--egress-addr off`) */
+  ports: { client: number; tunnel: number; egress: number };
+  /** The relay's own pid (not the task runner's): for /proc. */
+  pid: number;
+  ready: any;
+}
+
+/**
+ * `relay run [--dir DIR] ARGS` (the `relay` task); resolves once it printed
+ * its ready line, fails (bounded) naming its last lines if it does not.
+ */
+export async function startRelayProcess(
+  dir: string | null,
+  args: string[],
+  nofile?: number,
+  env?: Record<string, string>,
+): Promise<RelayProcess> {
+  const proc = taskProc("relay", ["run", ...(dir === null ? [] : ["--dir", dir]), ...args], {
+    nofile,
+    env,
+  });
+  try {
+    const ready = await proc.waitFor(
+      "stdout",
+      (lines) => lines.map(parseJson).find((j) => j?.ready) ?? undefined,
+      60_000,
+      "the relay's ready line",
+    );
+    return { proc, ports: ready.ports, pid: ready.pid, ready };
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+}
+
+/** Writes a relay's key and certificates (a new relay leaf unless `leaf` is given) into `dir`. */
+export async function writeRelayDir(
+  fleet: Fleet,
+  dir: string,
+  leaf?: IssuedLeaf,
+): Promise<IssuedLeaf> {
+  leaf ??= await fleet.issue({ kind: "relay", hosts: ["localhost", "127.0.0.1"] });
+  await Deno.writeTextFile(`${dir}/relay.key`, leaf.keyPem);
+  await Deno.writeTextFile(`${dir}/relay.crt`, leaf.chainPem);
+  await writeRelayTrust(fleet, dir);
+  return leaf;
+}
+
+/** Writes the CA certificates a relay trusts (root, Fleet CA, Device CA) into `dir`. */
+export async function writeRelayTrust(fleet: Fleet, dir: string): Promise<void> {
+  await Deno.writeTextFile(`${dir}/ca.crt`, fleet.rootPem);
+  await Deno.writeTextFile(`${dir}/fleet-ca.crt`, certPem(fleet.pki.fleet.cert));
+  await Deno.writeTextFile(`${dir}/device-ca.crt`, certPem(fleet.pki.device.cert));
+}
+
+/**
+ * The controller's side of a relay process: a TunnelClient dialing its
+ * tunnel port and serving `echo` through it; resolves once the tunnel is up
+ * at both ends (the relay logged "controller tunnel up").
+ */
+export async function tunnelToRelay(
+  fleet: Fleet,
+  echo: EchoBackend,
+  relay: RelayProcess,
+): Promise<TunnelClient> {
+  const ctl = await fleet.issue({ kind: "controller-client" });
+  const tunnel = new TunnelClient({
+    target: { host: "127.0.0.1", port: relay.ports.tunnel },
+    identity: {
+      certPem: ctl.chainPem,
+      keyPem: ctl.keyPem,
+      caPem: fleet.rootPem + certPem(fleet.pki.fleet.cert),
+      trust: fleet.trust,
+    },
+    accept: (c) => echo.accept(c),
+    policy: () => ({ v: 1, revision: Date.now(), revoked_serials: [], egress_allow: [] }),
+    log: createLogger("ctl", { sink: () => {} }),
+    backoff: { initialMs: 200, maxMs: 1000, stableMs: 5000 },
+  });
+  tunnel.start();
+  try {
+    await within(tunnel.whenUp(), WAIT_MS, "the controller's tunnel to come up");
+    await relay.proc.waitLog(
+      (l) => l.msg === "controller tunnel up",
+      WAIT_MS,
+      'the relay\'s "controller tunnel up"',
+    );
+  } catch (e) {
+    await within(tunnel.stop(), WAIT_MS, "the controller's TunnelClient.stop()");
+    throw e;
+  }
+  return tunnel;
+}
+
+/** A device's gRPC client for the Echo service at 127.0.0.1:port (source address 127.0.0.1). */
+export function deviceClient(fleet: Fleet, device: IssuedLeaf | null, port: number): any {
+  return new echoPkg.Echo(
+    `localhost:${port}`,
+    grpc.credentials.createSsl(
+      Buffer.from(fleet.rootPem),
+      device ? Buffer.from(device.keyPem) : null,
+      device ? Buffer.from(device.chainPem) : null,
+    ),
+    { "grpc.enable_retries": 0 },
+  );
 }

@@ -17,6 +17,7 @@
  */
 import { capability, hasCommand, isRoot } from "./capability.ts";
 import { run } from "./run.ts";
+import { decodeText } from "../../core/encoding.ts";
 
 export const SSHD = "/usr/sbin/sshd";
 export const TEST_USER = "pharos-test";
@@ -175,7 +176,7 @@ export class Sshd {
   /** Reads stderr until sshd says it listens (or exits); keeps reading in the background. */
   async #waitListening(child: Deno.ChildProcess): Promise<"listening" | "exited"> {
     this.#log = "";
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const reader = decodeText(child.stderr).getReader();
     const deadline = Date.now() + 30_000;
     for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
       const { value, done } = await reader.read();

@@ -66,6 +66,8 @@ export async function startTunnel(
     /** The controller's revocations: its dials check them and a revoked relay is cut off. */
     revocations?: RevocationFeed & { list: RevocationList };
     backoff?: { initialMs: number; maxMs: number; stableMs: number };
+    /** The controller takes plain HTTP/2 substreams here (TunnelClientOptions.acceptPlain). */
+    acceptPlain?: (c: Duplex) => void;
   } = {},
 ): Promise<TunnelFixture> {
   const logs: string[] = [];
@@ -93,6 +95,7 @@ export async function startTunnel(
       revoked: opts.revocations?.list,
     },
     accept,
+    acceptPlain: opts.acceptPlain,
     policy: opts.policySource ? () => opts.policySource!.document() : () => ({
       v: 1,
       revision: ++revision,
@@ -109,6 +112,9 @@ export async function startTunnel(
   await until(() => slot.connected, WAIT_MS, "the relay to accept the tunnel");
   const transport: BackendTransport = {
     name: slot.name,
+    get inProcess() {
+      return slot.inProcess;
+    },
     dial: () => slot.dial(),
     onChange: (fn) => slot.onChange(fn),
     async close() {

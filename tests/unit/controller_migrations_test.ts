@@ -14,6 +14,7 @@ import { Relays } from "../../controller/service/relays.ts";
 import { Service } from "../../controller/service/service.ts";
 import { Settings } from "../../controller/service/settings.ts";
 import { Users } from "../../controller/service/users.ts";
+import { Alerts } from "../../controller/fleet/alerts.ts";
 
 const T = "2030-01-01T00:00:00.000Z";
 
@@ -79,6 +80,186 @@ const SEEDS: Record<number, (db: Db) => void> = {
       hosts: ["relay2.example.net"],
     });
     relays.onboarded("cli:root", r.id, "ready");
+  },
+  6: (db) => {
+    const svc = new Service(db);
+    const node = new Nodes(svc).require("fra-1");
+    const alerts = new Alerts(svc);
+    const subject = { kind: "node-unreachable", targetType: "node", targetId: node.id } as const;
+    alerts.raise("system:fleet", subject, "critical", "no answer to 3 polls");
+    alerts.resolve("system:fleet", subject);
+    alerts.raise("system:fleet", subject, "critical", "no answer to 3 polls");
+    svc.mutate(
+      { actor: "system:fleet", action: "node.observe", target: { type: "node", id: node.id } },
+      (tx) => tx.update({ last_seen_at: T, agent_version: "0.1.0", observed_revision: 2 }),
+    );
+  },
+  7: (db) => {
+    const svc = new Service(db);
+    const nodes = new Nodes(svc);
+    const [entry, exit] = [nodes.require("fra-1").id, nodes.require("ams-1").id];
+    const row = (
+      type: "path" | "node_peer" | "node_link" | "reconcile_heal",
+      id: string,
+      values: Record<string, string | number | Uint8Array>,
+    ) =>
+      svc.mutate(
+        {
+          actor: "system:reconcile",
+          action: `${type}.create`,
+          target: { type, id },
+          expectVersion: 0,
+        },
+        (tx) => tx.insert({ ...values, created_at: T }),
+      );
+    row("path", "p1", { entry_node_id: entry, exit_node_id: exit, status: "active" });
+    row("node_peer", "np1", {
+      node_id: entry,
+      public_key: "x".repeat(43) + "=",
+      psk_sealed: new Uint8Array([7, 7]),
+      allowed_ips: '["10.8.0.2/32"]',
+      path_id: "p1",
+    });
+    row("node_link", "l1", {
+      entry_node_id: entry,
+      exit_node_id: exit,
+      link_index: 0,
+      psk_sealed: new Uint8Array([8]),
+    });
+    row("reconcile_heal", "h1", { node_id: entry, sweep: 1, actions: '[{"kind":"add-peer"}]' });
+  },
+  8: (db) => {
+    const svc = new Service(db);
+    const user = new Users(svc).find("ann@example.com")!.id;
+    const mk = (
+      type: "ticket" | "session" | "login_attempt" | "sealed_profile",
+      id: string,
+      values: Record<string, string | number | Uint8Array>,
+    ) =>
+      svc.mutate(
+        {
+          actor: "system:accounts",
+          action: `${type}.create`,
+          target: { type, id },
+          expectVersion: 0,
+        },
+        (tx) => tx.insert(values),
+      );
+    svc.mutate(
+      {
+        actor: "system:accounts",
+        action: "device.enroll",
+        target: { type: "device", id: "dev-8" },
+      },
+      (tx) =>
+        tx.insert({
+          user_id: user,
+          fingerprint: `sha256:${"8".repeat(64)}`,
+          serial: "8a",
+          not_after: T,
+          created_at: T,
+          name: "phone",
+          platform: "ios",
+          encryption_public_key: new Uint8Array(32).fill(8),
+          wg_public_key: "x".repeat(43) + "=",
+          tunnel_ip: "10.66.0.2",
+        }),
+    );
+    mk("ticket", "t8", {
+      user_id: user,
+      token_hash: "a".repeat(64),
+      created_by: "cli:root",
+      created_at: T,
+      expires_at: T,
+      used_at: T,
+      device_id: "dev-8",
+    });
+    mk("session", "s8", {
+      token_hash: "b".repeat(64),
+      user_id: user,
+      device_id: "dev-8",
+      method: "password",
+      created_at: T,
+      expires_at: T,
+    });
+    mk("login_attempt", "account:ann@example.com", { failures: 6, locked_until: T });
+    mk("sealed_profile", "dev-8", {
+      user_id: user,
+      revision: 3,
+      ciphertext: new Uint8Array([1, 2]),
+      expires_at: T,
+    });
+  },
+  9: (db) => {
+    const svc = new Service(db);
+    const admin = new Users(svc).find("ann@example.com")!.id;
+    const mk = (
+      type:
+        | "admin_session"
+        | "api_token"
+        | "admin_totp"
+        | "recovery_code"
+        | "login_throttle"
+        | "setup_token",
+      id: string,
+      values: Record<string, string | number | Uint8Array | null>,
+    ) =>
+      svc.mutate(
+        { actor: "system:api", action: `${type}.create`, target: { type, id }, expectVersion: 0 },
+        (tx) => tx.insert(values),
+      );
+    mk("admin_session", "as9", {
+      user_id: admin,
+      secret_hash: "c".repeat(64),
+      stage: "full",
+      created_at: T,
+      last_seen_at: T,
+      expires_at: T,
+    });
+    mk("api_token", "0".repeat(32), {
+      name: "prom",
+      scope: "monitor",
+      secret_hash: "d".repeat(64),
+      created_by: "cli:root",
+      created_at: T,
+      last_used_at: T,
+      last_used_from: "127.0.0.1",
+      last_used_route: "GET /metrics",
+    });
+    mk("admin_totp", admin, {
+      secret_sealed: new Uint8Array([9, 9]),
+      confirmed_at: T,
+      last_step: 7,
+      created_at: T,
+    });
+    mk("recovery_code", "rc9", { user_id: admin, code_hash: "e".repeat(64), created_at: T });
+    mk("login_throttle", "source:192.0.2.9", {
+      failures: 3,
+      last_failure_at: T,
+      blocked_until: null,
+    });
+    mk("setup_token", "st9", { token_hash: "f".repeat(64), expires_at: T, created_at: T });
+  },
+  10: (db) => {
+    const svc = new Service(db);
+    const user = new Users(svc).find("ann@example.com")!.id;
+    svc.mutate(
+      {
+        actor: "system:accounts",
+        action: "ticket.create",
+        target: { type: "ticket", id: "t10" },
+        expectVersion: 0,
+      },
+      (tx) =>
+        tx.insert({
+          user_id: user,
+          token_hash: "9".repeat(64),
+          created_by: "cli:root",
+          created_at: T,
+          expires_at: T,
+          claim_mac_key: new Uint8Array(32).fill(7),
+        }),
+    );
   },
 };
 

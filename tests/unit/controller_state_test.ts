@@ -268,7 +268,7 @@ Deno.test("cli: cox refuses a config file with an unknown key, naming key and fi
     assert.equal(await runCli(["init", "--config", `${dir}/c.json`], c.io, noEnv), 1);
     assert.equal(
       c.err.at(-1),
-      `error: config file ${dir}/c.json: unknown key "stat"; the keys are state, uiListen, logLevel, relayListen, relayHosts, relayTunnels, maxConnections, maxConnectionsPerSource, handshakeTimeout, prefaceTimeout, idleTimeout`,
+      `error: config file ${dir}/c.json: unknown key "stat"; the keys are state, uiListen, logLevel, relayListen, relayHosts, relayTunnels, trustedProxies, allowedOrigins, metricsLoopback, maxConnections, maxConnectionsPerSource, handshakeTimeout, prefaceTimeout, idleTimeout`,
     );
     assert.equal(await exists(`${dir}/s`), false);
     await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify({ state: 5 }));

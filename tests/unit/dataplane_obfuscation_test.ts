@@ -6,6 +6,9 @@ import {
   GENERATOR_RANGES,
   NEUTRAL_OBFUSCATION,
   OBFUSCATION_LIMITS,
+  OBFUSCATION_NUMBER_KEYS,
+  OBFUSCATION_TEMPLATE_KEYS,
+  obfuscationMessage,
   obfuscationsAlike,
   validateObfuscation,
 } from "../../core/dataplane/mod.ts";
@@ -231,4 +234,16 @@ Deno.test("templates: the AmneziaWG tag grammar", () => {
     assertRejects(() => checkTemplate(t, "obfuscation.i3"), "bad-template", "obfuscation.i3");
   }
   assertRejects(() => checkTemplate(undefined, "i1"), "bad-template", "i1");
+});
+
+Deno.test('obfuscation: the NodeControl message carries every key, templates as "" when absent', () => {
+  const msg = obfuscationMessage({ ...NEUTRAL_OBFUSCATION, jc: 4, i2: "<b 0x01>" });
+  assert.equal(msg.jc, 4);
+  assert.equal(msg.h4, NEUTRAL_OBFUSCATION.h4);
+  assert.equal(msg.i1, "");
+  assert.equal(msg.i2, "<b 0x01>");
+  assert.deepEqual(
+    Object.keys(msg).sort(),
+    [...OBFUSCATION_NUMBER_KEYS, ...OBFUSCATION_TEMPLATE_KEYS].sort(),
+  );
 });

@@ -124,3 +124,18 @@ Deno.test("log limit: the summary is written on its own after the interval", asy
     log.close();
   }
 });
+
+Deno.test("log limit: a remote with a port counts as its address (v4 and [v6]), one source per host", () => {
+  const { lines, log } = setup();
+  try {
+    for (let port = 1000; port < 1010; port++) {
+      log.info("call", { remote: `198.51.100.7:${port}` });
+      log.info("call", { remote: `[2001:db8::7]:${port}` });
+    }
+    assert.equal(lines.filter((l) => String(l.remote).startsWith("198.51.100.7:")).length, 3);
+    assert.equal(lines.filter((l) => String(l.remote).startsWith("[2001:db8::7]:")).length, 3);
+    assert.equal(log.stats.suppressed, 14);
+  } finally {
+    log.close();
+  }
+});

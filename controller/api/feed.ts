@@ -1,0 +1,109 @@
+/**
+ * The live change feed behind `/api/events`: every committed change (from
+ * the service layer's commit hook) and every event a fleet part publishes
+ * (node up/down, peer connected, alert, onboarding progress) gets the next
+ * sequence number and goes to every subscriber.
+ *
+ * Resume: the last `capacity` events stay in a ring. A subscriber that
+ * reconnects with `after = N` first gets every event after N, then live
+ * ones. When N is older than the ring (or from another process run, told
+ * by `epoch`), it gets one `reset` event instead: it must reload what it
+ * shows over the REST API, then follow the live events.
+ */
+export interface FeedEvent {
+  seq: number;
+  time: string;
+  /** `change` (a committed mutation), `node`, `peer`, `alert`, `onboarding`, `reset`. */
+  type: string;
+  data: unknown;
+}
+
+export type FeedSink = (e: FeedEvent) => void;
+
+export interface Subscription {
+  /** Events since `after` (or a single `reset`), already sent when subscribe returns. */
+  replayed: number;
+  close(): void;
+}
+
+export const FEED_CAPACITY = 10_000;
+
+export class EventFeed {
+  /** Random per process start: sequence numbers are comparable only within one epoch. */
+  readonly epoch = crypto.randomUUID();
+  readonly #ring: FeedEvent[] = [];
+  #start = 0;
+  #seq = 0;
+  readonly #sinks = new Set<FeedSink>();
+
+  constructor(
+    private readonly capacity = FEED_CAPACITY,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  get seq(): number {
+    return this.#seq;
+  }
+
+  get subscribers(): number {
+    return this.#sinks.size;
+  }
+
+  /** Publishes one event to every subscriber; a throwing sink is dropped. */
+  publish(type: string, data: unknown): FeedEvent {
+    const e: FeedEvent = { seq: ++this.#seq, time: this.clock().toISOString(), type, data };
+    if (this.#ring.length < this.capacity) this.#ring.push(e);
+    else {
+      this.#ring[this.#start] = e;
+      this.#start = (this.#start + 1) % this.capacity;
+    }
+    for (const sink of [...this.#sinks]) {
+      try {
+        sink(e);
+      } catch {
+        this.#sinks.delete(sink);
+      }
+    }
+    return e;
+  }
+
+  /** The oldest sequence number still in the ring (seq + 1 when empty). */
+  get oldest(): number {
+    return this.#ring.length === 0 ? this.#seq + 1 : this.#ring[this.#start].seq;
+  }
+
+  /**
+   * Subscribes `sink`. With `after` (and the epoch it came from), replays
+   * what followed it first, or sends a `reset` when that is no longer held.
+   */
+  subscribe(sink: FeedSink, after?: number, epoch?: string): Subscription {
+    let replayed = 0;
+    if (after !== undefined) {
+      const lost = (epoch !== undefined && epoch !== this.epoch) || after < this.oldest - 1 ||
+        after > this.#seq;
+      if (lost) {
+        sink({
+          seq: this.#seq,
+          time: this.clock().toISOString(),
+          type: "reset",
+          data: {
+            epoch: this.epoch,
+            oldest: this.oldest,
+            reason: "events after your position are no longer held: reload",
+          },
+        });
+        replayed = 1;
+      } else {
+        for (let i = 0; i < this.#ring.length; i++) {
+          const e = this.#ring[(this.#start + i) % this.#ring.length];
+          if (e.seq > after) {
+            sink(e);
+            replayed++;
+          }
+        }
+      }
+    }
+    this.#sinks.add(sink);
+    return { replayed, close: () => void this.#sinks.delete(sink) };
+  }
+}

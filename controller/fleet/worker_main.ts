@@ -1,0 +1,57 @@
+/**
+ * The fleet driver's gRPC worker: a child process of the controller that
+ * holds every NodeControl client (node_clients.ts). Deno's HTTP/2 client can
+ * abort the process it runs in when a node goes away under a session
+ * (denoland/deno#36788); here that costs a worker restart, not the
+ * controller. Commands arrive as JSON lines on stdin, answers and events
+ * leave as JSON lines on stdout (wire.ts). It exits when stdin ends (the
+ * parent is gone).
+ */
+import { NodeClients } from "./node_clients.ts";
+import { decodeBytes, encodeBytes, type FromWorker, readLines, type ToWorker } from "./wire.ts";
+
+const out = new TextEncoder();
+function emit(m: FromWorker): void {
+  const line = JSON.stringify(m.t === "event" || m.t === "reply" ? encodeBytes(m) : m) + "\n";
+  // Synchronous: lines never interleave, and a dying worker has flushed what it said.
+  try {
+    const bytes = out.encode(line);
+    for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
+  } catch {
+    Deno.exit(0); // the parent is gone
+  }
+}
+
+const clients = new NodeClients(emit);
+emit({ t: "ready", pid: Deno.pid });
+for await (const line of readLines(Deno.stdin.readable)) {
+  let cmd: ToWorker;
+  try {
+    cmd = JSON.parse(line) as ToWorker;
+  } catch {
+    emit({
+      t: "log",
+      level: "error",
+      msg: "unreadable command line",
+      fields: { code: "bad-line" },
+    });
+    continue;
+  }
+  switch (cmd.t) {
+    case "identity":
+      clients.setIdentity(cmd.identity);
+      break;
+    case "nodes":
+      clients.setNodes(cmd.nodes);
+      break;
+    case "call":
+      void clients.call(cmd.nodeId, cmd.method, decodeBytes(cmd.request), cmd.timeoutMs).then(
+        (r) => emit({ t: "reply", id: cmd.id, ...r }),
+      );
+      break;
+    case "crash":
+      Deno.exit(70);
+  }
+}
+clients.close();
+Deno.exit(0);

@@ -1,0 +1,3 @@
+module pharos.test/h2proxy
+
+go 1.22
