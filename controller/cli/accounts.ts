@@ -15,7 +15,7 @@ import { qrTerminal } from "../qr.ts";
 import { Revocations } from "../revocation.ts";
 import { type ControllerState, openState } from "../state.ts";
 import { formatTable, UsageError } from "./format.ts";
-import type { CoxIo } from "./onboarding_io.ts";
+import { type CoxIo, readAtMost } from "./onboarding_io.ts";
 
 const UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** Longest password `users passwd` reads (the accounts service has its own bounds). */
@@ -139,25 +139,6 @@ async function passwordLine(io: CoxIo): Promise<string> {
     throw new UsageError(`the password is longer than ${MAX_PASSWORD_BYTES} bytes`);
   }
   return text;
-}
-
-/** Up to `limit` bytes of `stream` (until EOF); the rest stays unread. */
-async function readAtMost(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(limit);
-  let n = 0;
-  const reader = stream.getReader();
-  try {
-    while (n < limit) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      const take = Math.min(value.length, limit - n);
-      buf.set(value.subarray(0, take), n);
-      n += take;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  return buf.subarray(0, n);
 }
 
 interface DeviceListRow {

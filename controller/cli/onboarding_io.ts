@@ -21,11 +21,14 @@ export interface CoxIo extends CliIo {
 
 const MAX_PASSWORD = 1024;
 
-/** Up to `limit` bytes of stdin (until EOF). */
-async function readStdin(limit: number): Promise<Uint8Array> {
+/** Up to `limit` bytes of `stream` (until EOF); the rest stays unread. */
+export async function readAtMost(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Uint8Array> {
   const buf = new Uint8Array(limit);
   let n = 0;
-  const reader = Deno.stdin.readable.getReader();
+  const reader = stream.getReader();
   try {
     while (n < limit) {
       const { value, done } = await reader.read();
@@ -42,7 +45,7 @@ async function readStdin(limit: number): Promise<Uint8Array> {
 
 /** The password on stdin: one line (a final newline is dropped), 1-1024 bytes. */
 export async function passwordFromStdin(io: CoxIo): Promise<string> {
-  const bytes = await (io.stdin ?? (() => readStdin(MAX_PASSWORD + 2)))();
+  const bytes = await (io.stdin ?? (() => readAtMost(Deno.stdin.readable, MAX_PASSWORD + 2)))();
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);

@@ -18,9 +18,9 @@ import { createLogger } from "../../core/log.ts";
 import { certPem } from "../../core/pki/mod.ts";
 import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
 import {
-  parseJson,
   Proc,
   type RelayProcess,
+  relayReady,
   ROOT,
   startRelayProcess,
   writeRelayDir,
@@ -314,18 +314,7 @@ async function startRelayWith(
     dir,
     ...args,
   ]);
-  try {
-    const ready = await proc.waitFor(
-      "stdout",
-      (lines) => lines.map(parseJson).find((j) => j?.ready) ?? undefined,
-      60_000,
-      "the relay's ready line",
-    );
-    return { proc, ports: ready.ports, pid: ready.pid, ready };
-  } catch (e) {
-    await proc.stop();
-    throw e;
-  }
+  return await relayReady(proc);
 }
 
 function median(xs: number[]): number {

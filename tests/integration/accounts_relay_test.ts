@@ -32,7 +32,7 @@ import { type ClientKeys, clientKeys } from "../support/accounts_fixture.ts";
 import type { Fleet } from "../support/pki_fixture.ts";
 import { unary } from "../support/relay_harness.ts";
 import { startTunnel } from "../support/tunnel_fixture.ts";
-import { WAIT_MS, within } from "../support/wait.ts";
+import { closeClients, WAIT_MS, within } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const accountPkg = (grpc.loadPackageDefinition(loadProto(ACCOUNT_PROTO)) as any).pharos.account.v1;
@@ -326,7 +326,7 @@ Deno.test({
       const both = new Uint8Array([...live[0], ...live[1]]);
       assert.deepEqual(leaks(both, { wg: ann.keys.wg!.publicKey }), ["wg"]);
     } finally {
-      for (const c of clients) c.close();
+      await closeClients(clients, ctl.relays.embedded);
       await within(ctl.shutdown(), WAIT_MS, "the controller to shut down");
     }
     try {
@@ -425,7 +425,7 @@ Deno.test({
       }
       assert.ok(grpcLogs.some((l) => JSON.parse(l).code === "device-revoked"));
     } finally {
-      for (const c of clients) c.close();
+      await closeClients(clients, relay);
       await within(relay.close(), WAIT_MS, "the relay to close");
       await within(t.transport.close!(), WAIT_MS, "the tunnel to close");
       g.close();

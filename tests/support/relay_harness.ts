@@ -362,6 +362,11 @@ export async function startRelayProcess(
     nofile,
     env,
   });
+  return await relayReady(proc);
+}
+
+/** Waits for a started `relay run` process's ready line (stops the process when none comes). */
+export async function relayReady(proc: Proc): Promise<RelayProcess> {
   try {
     const ready = await proc.waitFor(
       "stdout",

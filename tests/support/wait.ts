@@ -40,3 +40,20 @@ export function within<T>(
   promise.catch(() => {});
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Closes gRPC clients of an in-process relay and waits until the relay has
+ * seen every connection go, before the caller tears the relay down: a test
+ * process holds both ends, and Deno 2.9.6 can abort it inside nghttp2 when
+ * the server's GOAWAY meets a client session that is still closing
+ * (denoland/deno#36788).
+ */
+export async function closeClients(
+  clients: Iterable<{ close(): void }>,
+  relay: { listener: { stats: { open: number } } } | null | undefined,
+): Promise<void> {
+  for (const c of clients) c.close();
+  if (relay) {
+    await until(() => relay.listener.stats.open === 0, WAIT_MS, "the device connections to close");
+  }
+}
