@@ -24,6 +24,7 @@ import { accountRoutes, type AccountsPort } from "./routes_accounts.ts";
 import { adminRoutes } from "./routes_admin.ts";
 import { authRoutes } from "./routes_auth.ts";
 import { fleetRoutes } from "./routes_fleet.ts";
+import { pathRoutes } from "./routes_paths.ts";
 import type { OnboardStarter } from "./onboard.ts";
 import type { FleetView } from "./fleet_view.ts";
 import { type RouteInfo, Router } from "./router.ts";
@@ -193,6 +194,7 @@ export function createApp(deps: AppDeps): App {
   authRoutes(router, auth, access, metrics);
   fleetRoutes(router, service, ops, deps.onboard, deps.fleetView);
   accountRoutes(router, service, deps.accounts, clock);
+  pathRoutes(router, service);
   adminRoutes(router, service, tokens);
 
   router.add({

@@ -1,6 +1,6 @@
 /**
- * Users, devices, profiles, enrollment tickets, VPN sessions, alerts and
- * paths. Account logic (tickets, device revocation, resealing) belongs to
+ * Users, devices, profiles, enrollment tickets, VPN sessions and alerts
+ * (paths: routes_paths.ts). Account logic (tickets, device revocation, resealing) belongs to
  * controller/accounts; it is reached through `AccountsPort`, and without it
  * those routes answer 501. Lists of tables other parts own leave out every
  * secret column (hashes, sealed keys, ciphertext).
@@ -316,20 +316,6 @@ export function accountRoutes(
     c.json({
       items: rows(
         "SELECT * FROM alerts ORDER BY resolved_at IS NOT NULL, opened_at DESC LIMIT 1000",
-      ),
-    }, 200));
-
-  r.add({
-    method: "get",
-    path: "/api/paths",
-    access: READ,
-    summary: "Cascade paths between nodes",
-    tag: "fleet",
-    ok: { status: 200, schema: RowListSchema },
-  }, (c) =>
-    c.json({
-      items: rows(
-        "SELECT id, entry_node_id, exit_node_id, mtu, status, created_at, updated_at, version FROM paths ORDER BY created_at",
       ),
     }, 200));
 }

@@ -331,7 +331,7 @@ export const SettingPatchSchema = z.object({
 export const IdParam = z.object({ id: z.string().min(1).max(256) });
 export const UserIdParam = z.object({ userId: z.string().min(1).max(256) });
 
-/** Rows of tables other parts own (alerts, paths, sessions, tickets), secrets left out. */
+/** Rows of tables other parts own (alerts, sessions, tickets), secrets left out. */
 export const RowListSchema = z.object({ items: z.array(z.record(z.string(), z.unknown())) })
   .openapi("RowList");
 export const UserPatchSchema = z.object({
@@ -364,3 +364,31 @@ export const CreatedTicketSchema = z.object({
   expires_at: time,
   qr_svg: z.string(),
 }).openapi("CreatedTicket");
+
+/** A cascade path (entry → exit) with its nodes' names. */
+export const PathSchema = z.object({
+  id: z.string(),
+  entry_node_id: z.string(),
+  entry_node_name: z.string().nullable(),
+  exit_node_id: z.string(),
+  exit_node_name: z.string().nullable(),
+  mtu: z.number().int().nullable().openapi({ description: "Inner-link MTU; null = 1340" }),
+  status: z.string().nullable(),
+  created_at: time,
+  version,
+  updated_at: time,
+}).openapi("Path");
+export const PathListSchema = z.object({ items: z.array(PathSchema) }).openapi("PathList");
+const pathMtu = z.number().int().min(1280).max(9000);
+export const NewPathSchema = z.object({
+  entry_node_id: z.string().min(1).max(256).openapi({ description: "Node id or name" }),
+  exit_node_id: z.string().min(1).max(256).openapi({ description: "Node id or name" }),
+  mtu: pathMtu.nullable().optional(),
+}).openapi("NewPath");
+export const PathPatchSchema = z.object({
+  exit_node_id: z.string().min(1).max(256).optional().openapi({
+    description: "Switch the exit (node id or name)",
+  }),
+  mtu: pathMtu.nullable().optional(),
+  version: expectVersion,
+}).openapi("PathPatch");

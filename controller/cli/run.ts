@@ -8,6 +8,7 @@ import { caExport } from "./ca.ts";
 import { onOff, UsageError, wholeNumber } from "./format.ts";
 import { initState } from "./init.ts";
 import { nodesAdd, nodesList, nodesPolicy, nodesRemove, nodesShow } from "./nodes.ts";
+import { pathsAdd, pathsExit, pathsList, pathsRemove } from "./paths.ts";
 import type { CoxIo } from "./onboarding_io.ts";
 import { relaySign, relaysList } from "./relay.ts";
 import { relaysAdd } from "./relays.ts";
@@ -46,6 +47,14 @@ commands:
   nodes policy NODE [--forwarding on|off] [--masquerade on|off] [--isolation on|off]
                [--expect-version N]       change a node's network policy
   nodes remove NODE [--expect-version N]  forget a node and revoke its certificate
+  paths list                              the cascade paths (entry node → exit node)
+  paths add ENTRY EXIT [--mtu N]          a cascade ENTRY → EXIT for devices that choose
+                                          EXIT (nodes by name or id; inner-link MTU
+                                          1280-9000, default 1340)
+  paths exit PATH NODE [--expect-version N]
+                                          switch the path's exit to NODE
+  paths remove PATH [--expect-version N]  remove a path; devices bound to it leave at
+                                          the entry node again
   users add EMAIL [--admin]               add a user (personal preset: one admin)
   users list                              the users
   users passwd EMAIL                      set the user's login password, read from stdin
@@ -87,7 +96,7 @@ global flags:
   --config FILE   the controller's JSON config file (env PHAROS_CONFIG)
 
 --expect-version N refuses the change (exit 1, nothing written) unless the row is still
-at version N, as "nodes show" printed it.
+at version N, as "nodes show" (or "paths list") printed it.
 `;
 
 type Values = Record<string, string | boolean | undefined>;
@@ -216,6 +225,45 @@ const COMMANDS: Record<string, Command> = {
     flags: ["expect-version"],
     run: (c) =>
       nodesRemove(
+        c.state,
+        c.args[0],
+        wholeNumber("--expect-version", str(c.values, "expect-version")),
+        c.actor,
+        c.io,
+      ),
+  },
+  "paths list": { params: [], flags: [], run: (c) => pathsList(c.state, c.io) },
+  "paths add": {
+    params: ["ENTRY", "EXIT"],
+    flags: ["mtu"],
+    run: (c) =>
+      pathsAdd(
+        c.state,
+        c.args[0],
+        c.args[1],
+        wholeNumber("--mtu", str(c.values, "mtu"), 1),
+        c.actor,
+        c.io,
+      ),
+  },
+  "paths exit": {
+    params: ["PATH", "NODE"],
+    flags: ["expect-version"],
+    run: (c) =>
+      pathsExit(
+        c.state,
+        c.args[0],
+        c.args[1],
+        wholeNumber("--expect-version", str(c.values, "expect-version")),
+        c.actor,
+        c.io,
+      ),
+  },
+  "paths remove": {
+    params: ["PATH"],
+    flags: ["expect-version"],
+    run: (c) =>
+      pathsRemove(
         c.state,
         c.args[0],
         wholeNumber("--expect-version", str(c.values, "expect-version")),

@@ -26,7 +26,6 @@ export class AuditFollower {
   readonly #head: Statement;
   readonly #entries: Statement;
   readonly #peerNode: Statement;
-  readonly #pathNodes: Statement;
   readonly #deviceNodes: Statement;
 
   constructor(readonly db: Db, readonly ownActor: string) {
@@ -36,7 +35,6 @@ export class AuditFollower {
       "SELECT seq, actor, target_type, target_id FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
     );
     this.#peerNode = statement(db, "SELECT node_id FROM node_peers WHERE id = ?");
-    this.#pathNodes = statement(db, "SELECT entry_node_id, exit_node_id FROM paths WHERE id = ?");
     this.#deviceNodes = statement(
       db,
       "SELECT DISTINCT node_id FROM node_peers WHERE device_id = ?",
@@ -85,16 +83,10 @@ export class AuditFollower {
         if (r) into.add(r.node_id);
         return r !== undefined;
       }
-      case "path": {
-        const r = this.#pathNodes.get(id) as
-          | { entry_node_id: string; exit_node_id: string }
-          | undefined;
-        if (r) {
-          into.add(r.entry_node_id);
-          into.add(r.exit_node_id);
-        }
-        return r !== undefined;
-      }
+      case "path":
+        // The row shows where a path goes now, not the exit it just left (which
+        // must drop its link): paths change rarely, so the whole fleet is passed.
+        return false;
       case "device": {
         const rows = this.#deviceNodes.all(id) as { node_id: string }[];
         for (const r of rows) into.add(r.node_id);

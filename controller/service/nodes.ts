@@ -414,6 +414,16 @@ export class Nodes {
   /** Deletes a node; its certificate (if it has one) is revoked in the same transaction. */
   remove(actor: Actor, ref: string, expectVersion?: number): Node {
     const target = { type: "node", id: this.require(ref).id } as const;
+    const paths = statement(
+      this.db,
+      "SELECT COUNT(*) AS n FROM paths WHERE entry_node_id = ? OR exit_node_id = ?",
+    ).get(target.id, target.id) as { n: number };
+    if (paths.n > 0) {
+      throw new ServiceError(
+        "exists",
+        `node ${ref} is in ${paths.n} cascade path(s); remove them first ("cox paths list")`,
+      );
+    }
     return this.service.transaction(() => {
       const node = this.service.mutate(
         { actor, action: "node.remove", target, expectVersion },

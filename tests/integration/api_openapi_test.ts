@@ -252,7 +252,48 @@ Deno.test("api openapi: the document is valid OpenAPI 3.1 and every route's answ
       404,
     );
     await check("GET", "/api/relays", await call(app, "GET", "/api/relays", { cookie }), 200);
-    await check("GET", "/api/paths", await call(app, "GET", "/api/paths", { cookie }), 200);
+    const exitA = fx.addNode("ams-1");
+    const exitB = fx.addNode("waw-1");
+    const created = await call(app, "POST", "/api/paths", {
+      ...s,
+      body: { entry_node_id: "fra-1", exit_node_id: exitA, mtu: 1400 },
+    });
+    const path = await created.clone().json();
+    await check("POST", "/api/paths", created, 201);
+    await check(
+      "POST",
+      "/api/paths",
+      await call(app, "POST", "/api/paths", {
+        ...s,
+        body: { entry_node_id: nodeId, exit_node_id: nodeId },
+      }),
+      400,
+    );
+    const pathList = await call(app, "GET", "/api/paths", { cookie });
+    assert.equal((await pathList.clone().json()).items[0].exit_node_name, "ams-1");
+    await check("GET", "/api/paths", pathList, 200);
+    const switched = await call(app, "PATCH", `/api/paths/${path.id}`, {
+      ...s,
+      body: { exit_node_id: exitB, version: path.version },
+    });
+    const switchedPath = await switched.clone().json();
+    assert.equal(switchedPath.exit_node_name, "waw-1");
+    await check("PATCH", "/api/paths/{id}", switched, 200);
+    const stale = await call(app, "PATCH", `/api/paths/${path.id}`, {
+      ...s,
+      body: { exit_node_id: exitA, version: path.version },
+    });
+    assert.equal((await stale.clone().json()).current.exit_node_id, exitB);
+    await check("PATCH", "/api/paths/{id}", stale, 409);
+    await check(
+      "DELETE",
+      "/api/paths/{id}",
+      await call(app, "DELETE", `/api/paths/${path.id}`, {
+        ...s,
+        headers: { "if-match": `"${switchedPath.version}"` },
+      }),
+      200,
+    );
     await check("GET", "/api/sessions", await call(app, "GET", "/api/sessions", { cookie }), 200);
     await check("GET", "/api/alerts", await call(app, "GET", "/api/alerts", { cookie }), 200);
     const current = await (await call(app, "GET", `/api/nodes/${nodeId}`, { cookie })).json();

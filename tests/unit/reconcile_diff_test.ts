@@ -27,6 +27,7 @@ import {
   parseXrayPeers,
 } from "../../controller/reconcile/observed.ts";
 import { policyKey } from "../../controller/reconcile/desired.ts";
+import { Paths } from "../../controller/service/paths.ts";
 import { AuditFollower } from "../../controller/reconcile/changes.ts";
 import { Reconciler } from "../../controller/reconcile/reconciler.ts";
 import { peerPskLabel, sealPsk } from "../../controller/reconcile/psk.ts";
@@ -393,6 +394,9 @@ Deno.test("reconcile changes: audit entries map to the nodes they touch; gone ro
       (tx) => tx.remove(),
     );
     assert.equal(follow.poll().all, true, "a removed peer's node is unknown: the whole fleet");
+    // A path change (an exit switch leaves an old exit the row no longer names): the whole fleet.
+    new Paths(f.service).create(ACTOR, { entry: a, exit: b });
+    assert.equal(follow.poll().all, true, "a path change passes the whole fleet");
   } finally {
     f.close();
     await Deno.remove(tmp, { recursive: true });
