@@ -124,14 +124,18 @@ export function childPids(pid: number): number[] {
 export async function eventually(
   cond: () => boolean,
   ms: number,
-  what: string,
+  what: string | (() => string),
   step?: () => Promise<void>,
 ): Promise<void> {
   const end = Date.now() + ms;
   while (true) {
     await step?.();
     if (cond()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) {
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${typeof what === "function" ? what() : what}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, step ? 500 : 50));
   }
 }
@@ -151,10 +155,11 @@ export const SHORT_LIMITS = [
 
 /** Waits (30 s at most) until process `pid` holds at most `baselineFds + slack` descriptors. */
 export function fdsBackNear(pid: number, baselineFds: number, slack = 8): Promise<void> {
+  let now = 0;
   return eventually(
-    () => fdCount(pid) <= baselineFds + slack,
+    () => (now = fdCount(pid)) <= baselineFds + slack,
     30_000,
-    `fds back near ${baselineFds}`,
+    () => `fds back near ${baselineFds} (+${slack}; ${now} now)`,
   );
 }
 
