@@ -34,10 +34,12 @@ function check(accept: (c: import("node:stream").Duplex) => void) {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("trailers", (t) => status = String(t["grpc-status"]));
       req.on("error", reject);
-      req.on("end", () => {
-        client.close();
-        resolve({ body: new Uint8Array(Buffer.concat(chunks)), status });
-      });
+      // Done once the client's session has closed: tearing the server down under a session
+      // still closing can abort the process inside nghttp2 (denoland/deno#36788).
+      req.on(
+        "end",
+        () => client.close(() => resolve({ body: new Uint8Array(Buffer.concat(chunks)), status })),
+      );
       req.end(Buffer.from([0, 0, 0, 0, 0])); // HealthCheckRequest{service: ""}
     }),
     10_000,
