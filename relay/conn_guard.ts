@@ -572,6 +572,8 @@ export class GuardedListener {
    */
   #retire(server: net.Server): void {
     server.removeAllListeners("connection");
+    // An accept already under way can still deliver a socket: close it, never drop it.
+    server.on("connection", (socket: net.Socket) => socket.destroy());
     server.close();
     this.#retired.push(server);
     if (this.#retired.length > 8) this.#retired.shift();

@@ -36,6 +36,25 @@ interface FileResult {
   runtimeAbort: boolean;
   code: number;
   signal: string | null;
+  /** "test name => file:line — first error line" of each failed test. */
+  failures: string[];
+}
+
+/**
+ * The failed tests in Deno's ERRORS section, each with its first error
+ * line: repeated at the very end of the run, where a CI log's tail shows them.
+ */
+function failuresIn(plain: string): string[] {
+  const errors = plain.split("\n ERRORS \n")[1]?.split("\n FAILURES \n")[0];
+  if (!errors) return [];
+  const out: string[] = [];
+  const lines = errors.split("\n");
+  for (const [i, line] of lines.entries()) {
+    if (!/ => \S+:\d+:\d+$/.test(line)) continue;
+    const error = lines.slice(i + 1).find((l) => l.startsWith("error:")) ?? "";
+    out.push(`${line} — ${error.slice(0, 400)}`);
+  }
+  return out;
 }
 
 /** Runs one file, copying its output through; reads Deno's summary line from it. */
@@ -76,6 +95,7 @@ async function runFile(file: string, extra: string[]): Promise<FileResult> {
     runtimeAbort: plain.includes(RUNTIME_ABORT) || status.signal === "SIGSEGV",
     code: status.code,
     signal: status.signal,
+    failures: failuresIn(plain),
   };
 }
 
@@ -117,6 +137,7 @@ async function main(): Promise<number> {
   let passed = 0, failed = 0, ignored = 0;
   const broken: string[] = [];
   const retried: string[] = [];
+  const failures: string[] = [];
   for (const file of files) {
     let r = await runFile(file, extra);
     if (r.crashed && r.runtimeAbort) {
@@ -131,6 +152,7 @@ async function main(): Promise<number> {
     passed += r.passed;
     failed += r.failed;
     ignored += r.ignored;
+    failures.push(...r.failures);
     if (r.crashed) {
       failed++;
       broken.push(`${file} (exit ${r.code}${r.signal ? `, ${r.signal}` : ""})`);
@@ -143,6 +165,7 @@ async function main(): Promise<number> {
     console.log(`re-run after a runtime abort (denoland/deno#36788): ${retried.join(", ")}`);
   }
   for (const b of broken) console.log(`crashed without a summary: ${b}`);
+  for (const f of failures) console.log(`failed: ${f}`);
   const ok = failed === 0;
   console.log(
     `${ok ? "ok" : "FAILED"} | ${passed} passed | ${failed} failed${

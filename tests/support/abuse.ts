@@ -107,6 +107,66 @@ export function fdCount(pid: number): number {
   }
 }
 
+const TCP_STATES: Record<string, string> = {
+  "01": "established",
+  "02": "syn-sent",
+  "03": "syn-recv",
+  "04": "fin-wait1",
+  "05": "fin-wait2",
+  "06": "time-wait",
+  "07": "close",
+  "08": "close-wait",
+  "09": "last-ack",
+  "0A": "listen",
+  "0B": "closing",
+};
+
+/** TCP socket inode → "state local-port→remote-port" from /proc/net/tcp{,6}. */
+function tcpSockets(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = Deno.readTextFileSync(table);
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const port = (a: string) => parseInt(a.split(":")[1], 16);
+      out.set(f[9], `tcp ${TCP_STATES[f[3]] ?? f[3]} :${port(f[1])}→:${port(f[2])}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * What the descriptors of `pid` are, counted by kind ("pipe", "anon_inode:[eventfd]",
+ * "tcp established :443→:…", a file's path): for a failure message that says what leaked.
+ */
+export function fdKinds(pid: number): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  let tcp: Map<string, string> | undefined;
+  try {
+    for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      let target = "?";
+      try {
+        target = Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`);
+      } catch { /* closed meanwhile */ }
+      let kind = target.replace(/:\[\d+\]$/, "");
+      const socket = /^socket:\[(\d+)\]$/.exec(target);
+      if (socket) {
+        tcp ??= tcpSockets();
+        // Only the listening side's port is kept, so that many connections count as one kind.
+        kind = tcp.get(socket[1])?.replace(/→:\d+$/, "") ?? "socket (not tcp)";
+      }
+      kinds[kind] = (kinds[kind] ?? 0) + 1;
+    }
+  } catch { /* the process is gone */ }
+  return kinds;
+}
+
 /** Child process ids of `pid` (Linux /proc; empty when unknown). */
 export function childPids(pid: number): number[] {
   try {
@@ -154,12 +214,29 @@ export const SHORT_LIMITS = [
 ];
 
 /** Waits (30 s at most) until process `pid` holds at most `baselineFds + slack` descriptors. */
-export function fdsBackNear(pid: number, baselineFds: number, slack = 8): Promise<void> {
+export function fdsBackNear(
+  pid: number,
+  baselineFds: number,
+  slack = 8,
+  explain?: { kinds: Record<string, number>; logs?: () => Record<string, number> },
+): Promise<void> {
   let now = 0;
   return eventually(
     () => (now = fdCount(pid)) <= baselineFds + slack,
     30_000,
-    () => `fds back near ${baselineFds} (+${slack}; ${now} now)`,
+    () => {
+      const kinds = fdKinds(pid);
+      const changed = explain
+        ? Object.fromEntries(
+          Object.keys({ ...explain.kinds, ...kinds })
+            .filter((k) => kinds[k] !== explain.kinds[k])
+            .map((k) => [k, `${explain.kinds[k] ?? 0} → ${kinds[k] ?? 0}`]),
+        )
+        : kinds;
+      return `fds back near ${baselineFds} (+${slack}; ${now} now; ` +
+        `${explain ? "changed" : "kinds"}: ${JSON.stringify(changed)}` +
+        `${explain?.logs ? `; log lines since: ${JSON.stringify(explain.logs())}` : ""})`;
+    },
   );
 }
 

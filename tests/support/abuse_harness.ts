@@ -21,7 +21,15 @@ import { DeviceAuth } from "../../relay/device_auth.ts";
 import { createProxy, type ProxyHandler, type ProxyOptions } from "../../relay/proxy.ts";
 import { ADVERTISED_MAX_STREAMS } from "../../relay/stream_limits.ts";
 import { type BackendTransport, embeddedTransport } from "../../relay/transport.ts";
-import { fdCount, fdsBackNear, Flood, lastStats, loopbackSources, type Proc } from "./abuse.ts";
+import {
+  fdCount,
+  fdKinds,
+  fdsBackNear,
+  Flood,
+  lastStats,
+  loopbackSources,
+  type Proc,
+} from "./abuse.ts";
 import { type EchoBackend, echoPkg, startEchoBackend } from "./echo_backend.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
 import { startTunnel, type TunnelFixture } from "./tunnel_fixture.ts";
@@ -236,6 +244,7 @@ export async function idleFloodSteps(
 ): Promise<void> {
   const { proc, pid } = target;
   const baselineFds = fdCount(pid);
+  const baselineKinds = fdKinds(pid);
   const logsBefore = proc.stderr.length;
   const started = performance.now();
   for (const p of plans) {
@@ -249,15 +258,17 @@ export async function idleFloodSteps(
   for (const f of floods.splice(0)) await f.close();
   assert.ok(proc.alive, proc.tail());
   await steps.after();
-  await fdsBackNear(pid, baselineFds, steps.fdSlack);
+  await fdsBackNear(pid, baselineFds, steps.fdSlack, {
+    kinds: baselineKinds,
+    logs: () => histogramOf(proc.logs().slice(logsBefore)),
+  });
 
   const seconds = (performance.now() - started) / 1000;
   const allowed = steps.listeners *
       (DEFAULT_LOG_LIMITS.burst + DEFAULT_LOG_LIMITS.perSecond * seconds) + steps.extraLines;
   const total = plans.reduce((n, p) => n + p.count, 0);
   const lines = proc.stderr.length - logsBefore;
-  const histogram: Record<string, number> = {};
-  for (const l of proc.logs().slice(logsBefore)) histogram[l.msg] = (histogram[l.msg] ?? 0) + 1;
+  const histogram = histogramOf(proc.logs().slice(logsBefore));
   assert.ok(
     lines <= allowed && lines < total / 4,
     `${lines} log lines (allowed ${Math.round(allowed)}): ${JSON.stringify(histogram)}`,
@@ -294,4 +305,11 @@ export async function exhaustDescriptors(
   await meanwhile();
   await flood.close();
   floods.splice(floods.indexOf(flood), 1);
+}
+
+/** How many log lines of each message. */
+function histogramOf(lines: { msg: string }[]): Record<string, number> {
+  const histogram: Record<string, number> = {};
+  for (const l of lines) histogram[l.msg] = (histogram[l.msg] ?? 0) + 1;
+  return histogram;
 }
