@@ -167,6 +167,29 @@ export function fdKinds(pid: number): Record<string, number> {
   return kinds;
 }
 
+/**
+ * Connections (TCP sockets not listening) that `pid` holds on any of the
+ * local `ports`: a flood's left-overs on the ports it attacked.
+ */
+export function connectionsOn(pid: number, ports: number[]): number {
+  const tcp = tcpSockets();
+  let n = 0;
+  try {
+    for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      let target = "";
+      try {
+        target = Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`);
+      } catch {
+        continue; // closed meanwhile
+      }
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      const m = inode ? /^tcp (\S+) :(\d+)→/.exec(tcp.get(inode) ?? "") : null;
+      if (m && m[1] !== "listen" && ports.includes(Number(m[2]))) n++;
+    }
+  } catch { /* the process is gone */ }
+  return n;
+}
+
 /** Child process ids of `pid` (Linux /proc; empty when unknown). */
 export function childPids(pid: number): number[] {
   try {

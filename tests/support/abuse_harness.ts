@@ -22,6 +22,8 @@ import { createProxy, type ProxyHandler, type ProxyOptions } from "../../relay/p
 import { ADVERTISED_MAX_STREAMS } from "../../relay/stream_limits.ts";
 import { type BackendTransport, embeddedTransport } from "../../relay/transport.ts";
 import {
+  connectionsOn,
+  eventually,
   fdCount,
   fdKinds,
   fdsBackNear,
@@ -258,6 +260,16 @@ export async function idleFloodSteps(
   for (const f of floods.splice(0)) await f.close();
   assert.ok(proc.alive, proc.tail());
   await steps.after();
+  // The flood's connections are all gone from the ports it attacked (`after`'s own may linger)…
+  const ports = plans.map((p) => p.port);
+  let left = 0;
+  await eventually(
+    () => (left = connectionsOn(pid, ports)) <= 4,
+    30_000,
+    () =>
+      `the flood's connections closed (${left} left on ${ports}: ${JSON.stringify(fdKinds(pid))})`,
+  );
+  // … and the process's descriptors are back near where they were.
   await fdsBackNear(pid, baselineFds, steps.fdSlack, {
     kinds: baselineKinds,
     logs: () => histogramOf(proc.logs().slice(logsBefore)),
