@@ -3,9 +3,12 @@
  * controller: health from the fleet driver, the last observation from the
  * reconcile loop, and a bounded in-memory ring of each node's traffic
  * totals, taken at every observation (so the sparkline has a history even
- * when nobody had the page open).
+ * when nobody had the page open). Observations that change what a page
+ * shows are told to `onChange` listeners, batched: at most one call a
+ * second for the whole fleet (the admin API puts it on the change feed).
  */
 import type { Db } from "./db/sqlite.ts";
+import { Coalescer } from "./api/feed.ts";
 import type { FleetView, ObservedNodeJson, TrafficSample } from "./api/fleet_view.ts";
 import type { NodeHealthStatus } from "./fleet/driver.ts";
 import type { ObservedNode } from "./reconcile/observed.ts";
@@ -27,6 +30,8 @@ export interface FleetViewOptions {
   samplesPerNode?: number;
   /** Nodes with samples kept; the longest unobserved is dropped beyond (default 10 000). */
   maxNodes?: number;
+  /** Shortest time between two `onChange` calls (default 1000 ms). */
+  changeIntervalMs?: number;
 }
 
 const iso = (ms: number | null) => ms === null ? null : new Date(ms).toISOString();
@@ -37,6 +42,10 @@ export class ControllerFleetView implements FleetView {
   readonly #maxNodes: number;
   readonly #detach: () => void;
   readonly #devices: ReturnType<Db["prepare"]>;
+  /** What each node's last observation showed, to tell a change from a repeat. */
+  readonly #shown = new Map<string, string>();
+  readonly #listeners = new Set<(nodeIds: string[]) => void>();
+  readonly #changes: Coalescer;
 
   constructor(
     db: Db,
@@ -49,12 +58,33 @@ export class ControllerFleetView implements FleetView {
     this.#devices = db.prepare(
       "SELECT public_key, device_id FROM node_peers WHERE node_id = ? AND device_id IS NOT NULL",
     );
+    this.#changes = new Coalescer(
+      (ids) => this.#tell(ids),
+      Math.max(1, opts.changeIntervalMs ?? 1000),
+    );
     this.#detach = reconcile.onObserved((id, o) => this.#record(id, o));
   }
 
-  /** Stops taking samples. */
+  /** Stops taking samples and telling changes. */
   close(): void {
     this.#detach();
+    this.#changes.close();
+  }
+
+  /** Hears the ids of nodes whose observed state changed (batched, at most once per interval). */
+  onChange(fn: (nodeIds: string[]) => void): () => void {
+    this.#listeners.add(fn);
+    return () => void this.#listeners.delete(fn);
+  }
+
+  #tell(ids: string[]): void {
+    for (const fn of [...this.#listeners]) {
+      try {
+        fn(ids);
+      } catch {
+        this.#listeners.delete(fn); // a broken listener must not stop the observations
+      }
+    }
   }
 
   observed(nodeId: string): ObservedNodeJson | null {
@@ -102,9 +132,28 @@ export class ControllerFleetView implements FleetView {
   #record(nodeId: string, o: ObservedNode): void {
     let rx = 0;
     let tx = 0;
+    let handshakes = 0;
     for (const p of o.awgPeers.values()) {
       rx += p.traffic?.rxBytes ?? 0;
       tx += p.traffic?.txBytes ?? 0;
+      handshakes += p.traffic?.lastHandshake ?? 0;
+    }
+    // Traffic, handshakes, peers and the data plane: what the node page shows.
+    const st = o.status;
+    const shown = [
+      rx,
+      tx,
+      handshakes,
+      o.awgPeers.size,
+      st?.awg.running,
+      st?.awg.peerCount,
+      st?.awg.detail,
+      st?.appliedRevision,
+      st?.agentVersion,
+    ].join("|");
+    if (this.#shown.get(nodeId) !== shown) {
+      this.#shown.set(nodeId, shown);
+      this.#changes.add(nodeId);
     }
     let ring = this.#samples.get(nodeId);
     if (ring) this.#samples.delete(nodeId); // re-inserted last: Map order is least recently observed first
@@ -113,7 +162,9 @@ export class ControllerFleetView implements FleetView {
     if (ring.length > this.#per) ring.splice(0, ring.length - this.#per);
     this.#samples.set(nodeId, ring);
     while (this.#samples.size > this.#maxNodes) {
-      this.#samples.delete(this.#samples.keys().next().value!);
+      const oldest = this.#samples.keys().next().value!;
+      this.#samples.delete(oldest);
+      this.#shown.delete(oldest);
     }
   }
 }

@@ -10,8 +10,11 @@
  *   its data plane never stops; a relay is restarted (its clients
  *   reconnect).
  * - the controller's own service certificates are re-issued by
- *   `serviceCert`; the running listeners keep the old one until the next
- *   start, so the check says so in the log (code restart-to-renew).
+ *   `issueServiceCert` and handed to the running controller (`reload`,
+ *   serve.ts): the embedded relay's listener, the gRPC server and the relay
+ *   tunnels switch to it while running, calls in progress go on. Only a
+ *   certificate nothing running took up (no `reload`, or no holder) waits
+ *   for the next start, and the log says so (code restart-to-renew).
  *
  * One host that cannot be reached does not stop the others; its failure is
  * in the log with the onboarding step and the command that retries it.
@@ -24,7 +27,7 @@ import { onboardRelay, type RelayOnboarding } from "./onboarding/relay.ts";
 import { Nodes } from "./service/nodes.ts";
 import { Relays } from "./service/relays.ts";
 import { Service } from "./service/service.ts";
-import { issueServiceCert, type ServiceCertName } from "./service_certs.ts";
+import { issueServiceCert, type ServiceCertName, type ServiceCertReload } from "./service_certs.ts";
 import type { ControllerState } from "./state.ts";
 import { statement } from "./db/sqlite.ts";
 
@@ -50,6 +53,8 @@ export interface RenewalOptions {
   /** Extra request fields per node (tests: where the agent runs, how it is reached). */
   nodeRequest?(name: string): Partial<NodeOnboarding>;
   relayRequest?(host: string): Partial<RelayOnboarding>;
+  /** Takes a renewed controller certificate into use while running (serve.ts). */
+  reload?: ServiceCertReload;
 }
 
 const due = (pem: string | null, now: Date): boolean => {
@@ -136,14 +141,42 @@ export async function renewDueCertificates(
     await attempt("controller", name, async () => {
       // Issued at the real time whatever clock decided it was due (tests move that one).
       const cert = await issueServiceCert(state, name);
-      opts.log.warn("a controller certificate was renewed; restart the controller to use it", {
-        code: "restart-to-renew",
-        name,
-      });
-      return serialOf(cert.leaf);
+      const serial = serialOf(cert.leaf);
+      if (await reloaded(opts, name, cert)) {
+        opts.log.info("the running controller uses the renewed certificate", {
+          code: "cert-reloaded",
+          name,
+          serial,
+        });
+      } else {
+        opts.log.warn("a controller certificate was renewed; restart the controller to use it", {
+          code: "restart-to-renew",
+          name,
+        });
+      }
+      return serial;
     });
   }
   return outcomes;
+}
+
+/** True when the running controller took `cert` up; a failure is logged (the next start will). */
+async function reloaded(
+  opts: RenewalOptions,
+  name: ServiceCertName,
+  cert: Parameters<ServiceCertReload>[1],
+): Promise<boolean> {
+  if (!opts.reload) return false;
+  try {
+    return await opts.reload(name, cert);
+  } catch (e) {
+    opts.log.error("the renewed certificate could not be taken up while running", {
+      code: "cert-reload-failed",
+      name,
+      error: e,
+    });
+    return false;
+  }
 }
 
 /**

@@ -9,10 +9,15 @@
  * the handshake/preface/idle limits and a watchdog that rebuilds a
  * listener that stops accepting. Neither listener's failure ends the
  * controller: it is logged, and rebuilding is retried.
+ *
+ * Everything started is stopped through one stack, newest first: by
+ * `shutdown`, and when a later start-up step fails (the error is then
+ * re-thrown), so a failed start leaves no worker process, listener or open
+ * database behind.
  */
 import { timeLimitsOf } from "../core/conn_limits.ts";
 import { certPem } from "../core/pki/mod.ts";
-import { createLogger } from "../core/log.ts";
+import { createLogger, type Logger } from "../core/log.ts";
 import { rateLimitedLogger } from "../core/log_limit.ts";
 import { splitListen } from "../core/settings.ts";
 import { planFromSettings } from "../relay/conn_limits.ts";
@@ -22,7 +27,7 @@ import { withDashboard } from "../ui/server.ts";
 import { createApp } from "./api/app.ts";
 import { nodeOnboarding } from "./api/onboard.ts";
 import { announceSetupLink } from "./api/setup_link.ts";
-import { type RunningDashboard, startDashboard } from "./api/listener.ts";
+import { startDashboard } from "./api/listener.ts";
 import { type ControllerConfig, listSetting } from "./config.ts";
 import { Devices } from "./devices.ts";
 import { createControllerGrpc } from "./grpc/server.ts";
@@ -32,9 +37,10 @@ import { type FleetDriver, startFleetDriver } from "./fleet/driver.ts";
 import { registerFleetMetrics } from "./monitoring.ts";
 import { Reconciler } from "./reconcile/reconciler.ts";
 import { ControllerFleetView } from "./fleet_view.ts";
+import { GeoipStore } from "./geoip/store.ts";
 import { startRenewal } from "./renewal.ts";
 import { Service, SYSTEM_ACTOR } from "./service/service.ts";
-import { serviceCert } from "./service_certs.ts";
+import { serviceCert, ServiceCertHolders } from "./service_certs.ts";
 import { controllerSshKey } from "./ssh/controller_key.ts";
 import { type ControllerState, openState } from "./state.ts";
 
@@ -56,24 +62,47 @@ export interface RunningController {
   reconciler: Reconciler;
   /** Bound dashboard port. */
   uiPort: number;
+  /** The parts holding a service certificate; `renewed` is the renewal check's reload. */
+  certificates: ServiceCertHolders;
   shutdown(): Promise<void>;
+}
+
+export interface StartOptions {
+  services?: Parameters<typeof createControllerGrpc>[0]["services"];
+  logSink?: (line: string) => void;
+  /** Where the first admin's setup link is printed (stdout by default). */
+  print?: (line: string) => void;
+  /** Clock of the device expiry check (tests). */
+  now?: () => Date;
+  /** How often the relays table is read for added or removed relays (tests). */
+  relayPollMs?: number;
+  /** Told which nodes gained or lost device peers (the reconcile loop's nudge). */
+  onPeersChanged?: (nodeIds: string[]) => void;
 }
 
 export async function startController(
   cfg: ControllerConfig,
-  opts: {
-    services?: Parameters<typeof createControllerGrpc>[0]["services"];
-    logSink?: (line: string) => void;
-    /** Clock of the device expiry check (tests). */
-    now?: () => Date;
-    /** How often the relays table is read for added or removed relays (tests). */
-    relayPollMs?: number;
-    /** Told which nodes gained or lost device peers (the reconcile loop's nudge). */
-    onPeersChanged?: (nodeIds: string[]) => void;
-  } = {},
+  opts: StartOptions = {},
 ): Promise<RunningController> {
   const log = createLogger("controller", { level: cfg.logLevel, sink: opts.logSink });
   const state = await openState(cfg.state, { create: true });
+  const stops = new StopStack(log);
+  stops.push(() => state.close());
+  try {
+    return await startOn(state, stops, cfg, opts, log);
+  } catch (e) {
+    await stops.unwind();
+    throw e;
+  }
+}
+
+async function startOn(
+  state: ControllerState,
+  stops: StopStack,
+  cfg: ControllerConfig,
+  opts: StartOptions,
+  log: Logger,
+): Promise<RunningController> {
   log.info(state.created ? "created a new certificate authority" : "loaded state", {
     state: cfg.state,
     root_ca_fingerprint: state.pki.rootFingerprint,
@@ -88,6 +117,7 @@ export async function startController(
   const devices = new Devices(state.db, revocations);
   // Nodes: one mTLS link each (in a supervised child process), health, events...
   const fleet = await startFleetDriver(state, { log: log.child({ part: "fleet" }), revocations });
+  stops.push(() => fleet.stop());
   // ...and the loop that keeps each node as the database wants it.
   // Accounts needs the reconciler's nudge and the reconciler tells accounts the node keys.
   const late: { accounts?: Accounts } = {};
@@ -133,10 +163,15 @@ export async function startController(
     log: log.child({ part: "grpc" }),
     services,
   });
+  stops.push(() => grpc.close());
+  // Renewed certificates of the controller reach the parts holding them (renewal.ts).
+  const holders = new ServiceCertHolders();
+  stops.push(holders.hold("controller-server", (c) => grpc.setCertificate(c.chainPem, c.keyPem)));
   const nofile = softNofile();
   const plan = planFromSettings(cfg, 1, nofile);
   const limits = timeLimitsOf(cfg);
   const noisy = rateLimitedLogger(log);
+  stops.push(() => noisy.close());
   const relays = await startRelayLinks(state, cfg, grpc, revocations, log, {
     budget: plan.publicBudget(),
     limits,
@@ -144,6 +179,8 @@ export async function startController(
     // A listener that cannot be rebuilt is logged at every attempt; the controller goes on.
     onFatal: () => {},
   }, opts.relayPollMs);
+  stops.push(() => relays.close());
+  stops.push(relays.holdCertificates(holders));
   embeddedRelay.port = relays.embedded?.port;
 
   const { hostname, port } = splitListen(cfg.uiListen);
@@ -152,7 +189,6 @@ export async function startController(
       listen: cfg.uiListen,
     });
   }
-  let http: RunningDashboard;
   // The admin API, with the dashboard (its first client) on every path outside /api.
   const api = await withDashboard((ui) =>
     createApp({
@@ -162,26 +198,21 @@ export async function startController(
       onboard: nodeOnboarding(state),
       accounts,
       fleetView: new ControllerFleetView(state.db, fleet, reconciler),
+      geoip: new GeoipStore(cfg.state, log.child({ part: "geoip" })),
       trustedProxies: listSetting(cfg.trustedProxies),
       allowedOrigins: listSetting(cfg.allowedOrigins),
       metricsOnLoopback: cfg.metricsLoopback === "on",
     }), { log: log.child({ part: "dashboard" }) });
-  try {
-    http = await startDashboard({
-      listen: { hostname, port },
-      handler: api,
-      budget: plan.localBudget(),
-      limits,
-      log,
-      noisy,
-    });
-  } catch (e) {
-    await relays.close();
-    grpc.close();
-    await fleet.stop();
-    noisy.close();
-    throw asRuntimeListenError(e);
-  }
+  stops.push(() => api.close());
+  const http = await startDashboard({
+    listen: { hostname, port },
+    handler: api,
+    budget: plan.localBudget(),
+    limits,
+    log,
+    noisy,
+  }).catch((e) => Promise.reject(asRuntimeListenError(e)));
+  stops.push(() => http.close());
   log.info("dashboard listening", {
     addr: `${hostname}:${http.port}`,
     // The process's connection plan (dashboard and embedded relay).
@@ -194,7 +225,7 @@ export async function startController(
     idle_ms: limits.idleMs,
   });
   const uiHost = hostname.includes(":") ? `[${hostname}]` : hostname;
-  announceSetupLink(api.auth, `http://${uiHost}:${http.port}`, log);
+  announceSetupLink(api.auth, `http://${uiHost}:${http.port}`, log, opts.print);
   const sync = setInterval(() => {
     try {
       revocations.sync();
@@ -202,15 +233,17 @@ export async function startController(
       log.error("cannot read revocations", { code: "revocation-sync", error: e });
     }
   }, REVOCATION_SYNC_MS);
+  stops.push(() => clearInterval(sync));
   // Certificates of nodes, relays and the controller itself, renewed before they expire.
-  const stopRenewal = startRenewal(state, { log: log.child({ part: "renewal" }) });
+  stops.push(startRenewal(state, { log: log.child({ part: "renewal" }), reload: holders.renewed }));
   registerFleetMetrics(api.metrics.registry, { fleet, reconciler });
-  const unsubscribeFleet = fleet.subscribe((e) => {
+  stops.push(fleet.subscribe((e) => {
     // A node that answers again is brought up to date at once; every event goes to the feed.
     if (e.kind === "health" && e.health === "healthy") reconciler.nudge([e.nodeId]);
     api.publish(e.kind === "health" ? "node" : "node-event", e);
-  });
+  }));
   reconciler.start();
+  stops.push(() => reconciler.stop());
   log.info("controller ready", {
     dashboard: `http://${uiHost}:${http.port}`,
     embedded_relay: relays.embedded ? `${cfg.relayListen} (port ${relays.embedded.port})` : "off",
@@ -228,20 +261,35 @@ export async function startController(
     fleet,
     reconciler,
     uiPort: http.port,
+    certificates: holders,
     async shutdown() {
-      clearInterval(sync);
-      unsubscribeFleet();
-      await reconciler.stop();
-      await stopRenewal();
-      await relays.close();
-      grpc.close();
-      await http.close();
-      await fleet.stop();
-      noisy.close();
-      state.close();
+      await stops.unwind();
       log.info("stopped");
     },
   };
+}
+
+/**
+ * What has been started, as the functions that stop it; `unwind` runs them
+ * newest first. A stop that fails is logged and the others still run.
+ */
+class StopStack {
+  readonly #stops: (() => unknown)[] = [];
+  constructor(private readonly log: Logger) {}
+
+  push(stop: () => unknown): void {
+    this.#stops.push(stop);
+  }
+
+  async unwind(): Promise<void> {
+    for (let stop = this.#stops.pop(); stop; stop = this.#stops.pop()) {
+      try {
+        await stop();
+      } catch (e) {
+        this.log.error("cannot stop a part", { code: "stop-failed", error: e });
+      }
+    }
+  }
 }
 
 /**

@@ -112,3 +112,38 @@ function store(db: Db, name: ServiceCertName, leaf: pki.X509Certificate, sealed:
     new Date().toISOString(),
   );
 }
+
+/**
+ * Takes a renewed service certificate into use in the running controller;
+ * true when it did (nothing left for a restart).
+ */
+export type ServiceCertReload = (name: ServiceCertName, cert: ServiceCert) => Promise<boolean>;
+
+/**
+ * The running parts that hold a service certificate, by name: the renewal
+ * check tells it each renewal (the one "certificate renewed" path), and
+ * every holder switches to the new certificate while running.
+ */
+export class ServiceCertHolders {
+  #holders = new Map<ServiceCertName, Set<(cert: ServiceCert) => void | Promise<void>>>();
+
+  /** Registers a part that holds `name`; returns the function that unregisters it. */
+  hold(name: ServiceCertName, apply: (cert: ServiceCert) => void | Promise<void>): () => void {
+    let set = this.#holders.get(name);
+    if (!set) this.#holders.set(name, set = new Set());
+    set.add(apply);
+    return () => set.delete(apply);
+  }
+
+  /**
+   * Hands `cert` to every holder of `name`; true when at least one holds it
+   * and none failed (a failure is thrown after the others were told).
+   */
+  readonly renewed: ServiceCertReload = async (name, cert) => {
+    const holders = [...(this.#holders.get(name) ?? [])];
+    const results = await Promise.allSettled(holders.map(async (apply) => await apply(cert)));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    return holders.length > 0;
+  };
+}

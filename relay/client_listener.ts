@@ -11,7 +11,7 @@
  * ending — so handshake, preface and idle limits apply.
  */
 import http2 from "node:http2";
-import type { TLSSocket } from "node:tls";
+import type { SecureContextOptions, TLSSocket } from "node:tls";
 import type { Logger } from "../core/log.ts";
 import { STREAM_WINDOW } from "./backend.ts";
 import { type GuardedListener, rawSocketOf } from "./conn_guard.ts";
@@ -36,14 +36,23 @@ export interface ClientListenerOptions {
   handshakeTimeoutMs?: number;
 }
 
+/**
+ * The listener's certificate, key and trust: what `createClientServer`
+ * starts with and what `server.setSecureContext` takes to switch to a
+ * renewed certificate while running (new connections get it, open ones
+ * keep theirs).
+ */
+export function clientSecureContext(
+  opts: Pick<ClientListenerOptions, "certPem" | "keyPem" | "deviceCaPem">,
+): SecureContextOptions {
+  return { cert: opts.certPem, key: opts.keyPem, ca: opts.deviceCaPem, minVersion: "TLSv1.2" };
+}
+
 export function createClientServer(opts: ClientListenerOptions): http2.Http2SecureServer {
   const server = http2.createSecureServer({
-    cert: opts.certPem,
-    key: opts.keyPem,
-    ca: opts.deviceCaPem,
+    ...clientSecureContext(opts),
     requestCert: true,
     rejectUnauthorized: false, // a certificate is optional; checked below when given
-    minVersion: "TLSv1.2",
     ALPNProtocols: ["h2"],
     // The guard enforces the handshake limit itself (Deno reports this
     // timeout without closing the socket); kept as a second line.

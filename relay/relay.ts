@@ -7,7 +7,7 @@ import type { Logger } from "../core/log.ts";
 import { type LimitedLogger, rateLimitedLogger } from "../core/log_limit.ts";
 import { certPem, type RevocationList, type TrustStore } from "../core/pki/mod.ts";
 import { Backend } from "./backend.ts";
-import { createClientServer, guardClientServer } from "./client_listener.ts";
+import { clientSecureContext, createClientServer, guardClientServer } from "./client_listener.ts";
 import { type ConnectionSettings, defaultPlan } from "./conn_limits.ts";
 import { GuardedListener } from "./conn_guard.ts";
 import { DeviceAuth } from "./device_auth.ts";
@@ -49,6 +49,13 @@ export interface RunningRelay {
   backend: Backend;
   /** The client listener: counters, limits, watchdog. */
   listener: GuardedListener;
+  /**
+   * Switches the client listener to a renewed certificate (relay leaf +
+   * Fleet CA, PEM) without a restart: new connections get it, open
+   * connections and their calls go on with the old one (Deno 2.9.6's
+   * node:tls implements `setSecureContext`; controller_cert_reload_test.ts).
+   */
+  setCertificate(certPem: string, keyPem: string): void;
   close(): Promise<void>;
 }
 
@@ -66,11 +73,12 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     ...c.limits,
     ...(opts.handshakeTimeoutMs !== undefined ? { handshakeMs: opts.handshakeTimeoutMs } : {}),
   };
+  // Devices get the chain up to the root, so a new one can check it against the
+  // root its join link pins before it sends the token (CONTRACTS.md §7.4).
+  const withRoot = (chainPem: string) => chainPem + certPem(opts.trust.anchors.root);
   const server = createClientServer({
     ...opts,
-    // Devices get the chain up to the root, so a new one can check it against the
-    // root its join link pins before it sends the token (CONTRACTS.md §7.4).
-    certPem: opts.certPem + certPem(opts.trust.anchors.root),
+    certPem: withRoot(opts.certPem),
     log: noisy,
     handshakeTimeoutMs: limits.handshakeMs,
     devices,
@@ -109,6 +117,14 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     port,
     backend,
     listener,
+    setCertificate(chainPem, keyPem) {
+      server.setSecureContext(clientSecureContext({
+        certPem: withRoot(chainPem),
+        keyPem,
+        deviceCaPem: opts.deviceCaPem,
+      }));
+      opts.log.info("client listener certificate replaced", { code: "cert-reloaded" });
+    },
     async close() {
       await listener.close();
       backend.close();

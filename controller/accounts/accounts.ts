@@ -37,8 +37,14 @@ import { verifyClaimMac } from "../../core/profile/claim_binding.ts";
 import { KeyChallenges } from "./key_challenges.ts";
 import { keyChallengeBinding } from "../../core/client/account_key.ts";
 import { allocateTunnelIp } from "./tunnel_ips.ts";
+import type { ResealProgress } from "../onboarding/events.ts";
+import { PharosError } from "../../core/errors.ts";
 
 export const ACCOUNTS_ACTOR: Actor = "system:accounts";
+/** A reseal of many profiles reports each device up to this many, then every 1/this of them. */
+const RESEAL_STEPS = 50;
+/** Failed devices named one by one in a reseal's events; the rest are only counted. */
+const MAX_FAILED_EVENTS = 20;
 /** How long a key-replacement challenge may be answered. */
 
 export interface AccountsOptions {
@@ -294,13 +300,101 @@ export class Accounts {
     await this.provisioning.sync(userId);
   }
 
-  /** Regenerates every user's peers and profiles (a node added, removed or re-keyed). */
+  /**
+   * Regenerates every user's peers and profiles (a node added, removed or
+   * re-keyed). A device that fails does not stop the others; afterwards an
+   * error names how many failed (each is logged).
+   */
   async reprovisionAll(): Promise<void> {
-    const users = statement(
-      this.o.db,
-      "SELECT DISTINCT user_id FROM devices WHERE user_id IS NOT NULL AND status = 'active'",
-    ).all() as { user_id: string }[];
-    for (const { user_id } of users) await this.provisioning.sync(user_id);
+    await this.resealProfiles({
+      emit: (e) => {
+        if (e.status !== "failed") return;
+        this.o.log?.error(e.message, { code: e.code, device: e.device_id });
+      },
+    });
+  }
+
+  /**
+   * Reseals the profiles of every active device (only `userId`'s with it)
+   * as a long operation. `emit` hears a `started`, `progress` events ("n of
+   * m devices resealed": each device up to RESEAL_STEPS devices, else every
+   * 1/RESEAL_STEPS of them), a `failed` per device that could not be
+   * resealed (at most MAX_FAILED_EVENTS; the others go on) and a closing
+   * `finished`. The audit log names `actor` (default: the accounts
+   * service). Throws after the end when any device failed.
+   */
+  async resealProfiles(
+    opts: { userId?: string; run?: string; emit?: (e: ResealProgress) => void; actor?: Actor } = {},
+  ): Promise<{ total: number; failed: number }> {
+    if (opts.userId !== undefined) {
+      const u = statement(this.o.db, "SELECT id FROM users WHERE id = ?").get(opts.userId);
+      if (!u) throw new AccountError("not-found", `no user ${opts.userId.slice(0, 80)}`);
+    }
+    const run = opts.run ?? crypto.randomUUID();
+    const emit = opts.emit ?? (() => {});
+    const event = (
+      status: ResealProgress["status"],
+      o: { done: number; failed: number; total: number },
+      message: string,
+      extra: Partial<ResealProgress> = {},
+    ): ResealProgress => ({
+      run,
+      kind: "reseal",
+      status,
+      done: o.done,
+      failed: o.failed,
+      total: o.total,
+      ...(opts.userId !== undefined ? { user_id: opts.userId } : {}),
+      message,
+      time: this.#now().toISOString(),
+      ...extra,
+    });
+    let failed = 0;
+    let started = false;
+    let lastStep = 0;
+    const { total } = await this.provisioning.resealMany(opts.userId ?? null, (o) => {
+      if (!started) {
+        started = true;
+        emit(event("started", { done: 0, failed: 0, total: o.total }, `${o.total} to reseal`));
+      }
+      if (o.error !== undefined) {
+        failed++;
+        if (failed <= MAX_FAILED_EVENTS) {
+          emit(event(
+            "failed",
+            { done: o.done, failed, total: o.total },
+            `device ${o.deviceId}: ${o.error}`,
+            { device_id: o.deviceId, code: "reseal-failed" },
+          ));
+        }
+      }
+      const step = Math.floor((o.done * RESEAL_STEPS) / o.total);
+      if (o.total <= RESEAL_STEPS || step !== lastStep || o.done === o.total) {
+        lastStep = step;
+        emit(event(
+          "progress",
+          { done: o.done, failed, total: o.total },
+          `${o.done - failed} of ${o.total} devices resealed${failed ? `, ${failed} failed` : ""}`,
+        ));
+      }
+    }, opts.actor);
+    if (!started) emit(event("started", { done: 0, failed: 0, total }, "nothing to reseal"));
+    const resealed = total - failed;
+    emit(event(
+      "finished",
+      { done: total, failed, total },
+      failed === 0
+        ? `${resealed} of ${total} devices resealed`
+        : `${resealed} of ${total} devices resealed, ${failed} failed`,
+    ));
+    if (failed > 0) {
+      throw new PharosError(
+        "reseal-failed",
+        `${failed} of ${total} device profiles could not be resealed (the others were; ` +
+          "the failed ones are named in the progress events: reseal again)",
+      );
+    }
+    return { total, failed };
   }
 
   /**

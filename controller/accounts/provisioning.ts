@@ -32,6 +32,8 @@ const ALL_TRAFFIC = ["0.0.0.0/0", "::/0"];
 /** MTU of a two-hop cascade profile: 1420 − 80 (CONTRACTS §4.6). */
 const CASCADE_MTU = 1340;
 
+const errorText = (e: unknown) => String((e as Error)?.message ?? e).slice(0, 300);
+
 /** The keystore label of a node peer's preshared key (the reconcile loop opens it). */
 export const pskLabel = (peerId: string) => `node_peer:${peerId}`;
 /** The keystore label of a controller-generated device WireGuard private key. */
@@ -98,6 +100,17 @@ export function nodeKeysFromTable(service: Service): NodeKeys {
   return (id) => ((q.get(id) as { k: string | null } | undefined)?.k ?? undefined) || undefined;
 }
 
+/** One device's outcome in a reseal of many profiles (`resealMany`). */
+export interface ResealOutcome {
+  deviceId: string;
+  userId: string;
+  /** Devices finished so far (resealed, failed or gone meanwhile) and how many were planned. */
+  done: number;
+  total: number;
+  /** Why this device's profile could not be resealed. */
+  error?: string;
+}
+
 export class Provisioning {
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #nodeKeys: NodeKeys;
@@ -116,8 +129,88 @@ export class Provisioning {
    * or lost peers. Serialised per user.
    */
   sync(userId: string): Promise<void> {
+    return this.#serial(userId, () => this.#sync(userId));
+  }
+
+  /**
+   * Reseals the profile of every active device of `userId` (null: of every
+   * user), user by user under the same lock as `sync` (peers first). A
+   * device that fails does not stop the others: each outcome goes to
+   * `onDevice` as it happens; the audit log names `actor` (who asked).
+   * Returns how many devices were planned and how many failed.
+   */
+  async resealMany(
+    userId: string | null,
+    onDevice: (o: ResealOutcome) => void = () => {},
+    actor: Actor = this.o.actor,
+  ): Promise<{ total: number; failed: number }> {
+    const planned = statement(
+      this.#db,
+      `SELECT id, user_id FROM devices WHERE status = 'active' AND wg_public_key IS NOT NULL
+         AND encryption_public_key IS NOT NULL ${userId === null ? "" : "AND user_id = ?"}
+       ORDER BY user_id, id`,
+    ).all(...(userId === null ? [] : [userId])) as { id: string; user_id: string }[];
+    // Users whose devices only need peers (no sealing key) are brought up to date too.
+    const users = userId !== null ? [userId] : (statement(
+      this.#db,
+      "SELECT DISTINCT user_id FROM devices WHERE user_id IS NOT NULL AND status = 'active' ORDER BY user_id",
+    ).all() as { user_id: string }[]).map((r) => r.user_id);
+    const total = planned.length;
+    let done = 0;
+    let failed = 0;
+    const report = (deviceId: string, user: string, error?: string) => {
+      done++;
+      if (error !== undefined) failed++;
+      try {
+        onDevice({
+          deviceId,
+          userId: user,
+          done,
+          total,
+          ...(error !== undefined ? { error } : {}),
+        });
+      } catch (e) {
+        this.o.log?.error("reseal progress listener failed", { code: "reseal-listener", error: e });
+      }
+    };
+    for (const user of users) {
+      const mine = planned.filter((d) => d.user_id === user);
+      await this.#serial(user, async () => {
+        const devices = statement(
+          this.#db,
+          "SELECT * FROM devices WHERE user_id = ? AND status = 'active' AND wg_public_key IS NOT NULL",
+        ).all(user) as unknown as DeviceRow[];
+        const nodes = statement(
+          this.#db,
+          "SELECT * FROM nodes WHERE status <> 'disabled' ORDER BY name",
+        )
+          .all() as unknown as NodeRow[];
+        try {
+          this.notify(await this.#ensurePeers(devices, nodes, actor));
+        } catch (e) {
+          for (const d of mine) report(d.id, user, `peers: ${errorText(e)}`);
+          return;
+        }
+        const current = new Map(devices.map((d) => [d.id, d]));
+        for (const d of mine) {
+          const device = current.get(d.id);
+          try {
+            // Revoked or disabled since the plan was made: nothing to seal for it.
+            if (device?.encryption_public_key) await this.#reseal(device, nodes, actor);
+            report(d.id, user);
+          } catch (e) {
+            report(d.id, user, errorText(e));
+          }
+        }
+      });
+    }
+    return { total, failed };
+  }
+
+  /** Runs `fn` after every earlier sync or reseal of `userId` has finished. */
+  #serial(userId: string, fn: () => Promise<void>): Promise<void> {
     const prev = this.#locks.get(userId) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(() => this.#sync(userId));
+    const next = prev.catch(() => {}).then(fn);
     this.#locks.set(userId, next);
     next.finally(() => {
       if (this.#locks.get(userId) === next) this.#locks.delete(userId);
@@ -221,7 +314,11 @@ export class Provisioning {
     for (const d of devices) await this.#reseal(d, nodes);
   }
 
-  async #ensurePeers(devices: DeviceRow[], nodes: NodeRow[]): Promise<string[]> {
+  async #ensurePeers(
+    devices: DeviceRow[],
+    nodes: NodeRow[],
+    actor: Actor = this.o.actor,
+  ): Promise<string[]> {
     const has = statement(this.#db, "SELECT 1 FROM node_peers WHERE node_id = ? AND device_id = ?");
     const wanted: { id: string; device: DeviceRow; node: NodeRow; sealed: Uint8Array }[] = [];
     for (const device of devices) {
@@ -239,7 +336,7 @@ export class Provisioning {
         if (has.get(w.node.id, w.device.id)) continue; // another sync got there first
         this.o.service.mutate(
           {
-            actor: this.o.actor,
+            actor,
             action: "node_peer.create",
             target: { type: "node_peer", id: w.id },
             expectVersion: 0,
@@ -262,7 +359,7 @@ export class Provisioning {
   }
 
   /** Builds, seals and stores the profile of one device (compare-and-retry on the revision). */
-  async #reseal(device: DeviceRow, nodes: NodeRow[]): Promise<void> {
+  async #reseal(device: DeviceRow, nodes: NodeRow[], actor: Actor = this.o.actor): Promise<void> {
     if (!device.encryption_public_key) return;
     const recipient = new Uint8Array(device.encryption_public_key);
     const current = statement(this.#db, "SELECT revision FROM sealed_profiles WHERE device_id = ?");
@@ -277,7 +374,7 @@ export class Provisioning {
       const ciphertext = utf8.encode(encodeSealedBundle(bundle));
       const stored = this.o.service.mutate(
         {
-          actor: this.o.actor,
+          actor,
           action: "sealed_profile.seal",
           target: { type: "sealed_profile", id: device.id },
         },

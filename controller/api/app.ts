@@ -15,7 +15,7 @@ import { type CommittedChange, Service } from "../service/service.ts";
 import { type AccessOptions, checkOrigin, type ConnInfo, type Env } from "./access.ts";
 import { AdminAuth, type SessionTimes } from "./admin_auth.ts";
 import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
-import { EventFeed, FEED_CAPACITY, type FeedEvent } from "./feed.ts";
+import { EventFeed, FEED_CAPACITY, type FeedEvent, observedEvent } from "./feed.ts";
 import { type ApiMetrics, createMetrics } from "./metrics.ts";
 import { Operations } from "./operations.ts";
 import { proxyMatcher } from "./proxies.ts";
@@ -25,6 +25,9 @@ import { adminRoutes } from "./routes_admin.ts";
 import { authRoutes } from "./routes_auth.ts";
 import { fleetRoutes } from "./routes_fleet.ts";
 import { pathRoutes } from "./routes_paths.ts";
+import { geoipRoutes } from "./routes_geoip.ts";
+import type { GeoipStore } from "../geoip/store.ts";
+import type { GeoipDownloadOptions } from "../geoip/operation.ts";
 import type { OnboardStarter } from "./onboard.ts";
 import type { FleetView } from "./fleet_view.ts";
 import { type RouteInfo, Router } from "./router.ts";
@@ -69,6 +72,10 @@ export interface AppDeps {
   onboard?: OnboardStarter;
   /** Nodes' live state for GET /api/nodes/{id} (controller/fleet_view.ts); `observed` is null without. */
   fleetView?: FleetView;
+  /** The GeoIP database (controller/geoip); /api/geoip answers 501 without. */
+  geoip?: GeoipStore;
+  /** Size and time bounds of GeoIP downloads (tests make them small). */
+  geoipDownload?: GeoipDownloadOptions;
 }
 
 export interface App extends Handler {
@@ -138,13 +145,20 @@ export function createApp(deps: AppDeps): App {
       publish("change", ch);
     }
   });
+  // Observed node state (handshakes, rx/tx, data plane) changes: one batched event a second at most.
+  const detachObserved = deps.fleetView?.onChange?.((ids) =>
+    publish("observed", observedEvent(ids))
+  );
   const access: AccessOptions = {
     auth,
     tokens,
     trustedProxy: proxyMatcher(deps.trustedProxies ?? []),
     allowedOrigins: deps.allowedOrigins ?? [],
   };
-  const ops = new Operations((e) => publish("onboarding", e), deps.log);
+  const ops = new Operations(
+    (e) => publish(e.kind === "node" || e.kind === "relay" ? "onboarding" : "operation", e),
+    deps.log,
+  );
 
   const app = new OpenAPIHono<Env>({
     defaultHook: (result) => {
@@ -192,9 +206,10 @@ export function createApp(deps: AppDeps): App {
 
   const router = new Router(app, access);
   authRoutes(router, auth, access, metrics);
-  fleetRoutes(router, service, ops, deps.onboard, deps.fleetView);
-  accountRoutes(router, service, deps.accounts, clock);
+  fleetRoutes(router, service, ops, deps.onboard, deps.fleetView, deps.accounts);
+  accountRoutes(router, service, deps.accounts, clock, ops);
   pathRoutes(router, service);
+  geoipRoutes(router, service, ops, deps.geoip, deps.geoipDownload);
   adminRoutes(router, service, tokens);
 
   router.add({
@@ -310,6 +325,9 @@ export function createApp(deps: AppDeps): App {
     service,
     routes: router.routes,
     openapi,
-    close: () => void detach(),
+    close: () => {
+      detach();
+      detachObserved?.();
+    },
   });
 }

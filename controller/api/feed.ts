@@ -1,8 +1,9 @@
 /**
  * The live change feed behind `/api/events`: every committed change (from
  * the service layer's commit hook) and every event a fleet part publishes
- * (node up/down, peer connected, alert, onboarding progress) gets the next
- * sequence number and goes to every subscriber.
+ * (node up/down, peer connected, alert, onboarding progress, `observed`:
+ * nodes whose observed state changed, at most one such event a second)
+ * gets the next sequence number and goes to every subscriber.
  *
  * Resume: the last `capacity` events stay in a ring. A subscriber that
  * reconnects with `after = N` first gets every event after N, then live
@@ -13,7 +14,7 @@
 export interface FeedEvent {
   seq: number;
   time: string;
-  /** `change` (a committed mutation), `node`, `peer`, `alert`, `onboarding`, `reset`. */
+  /** `change` (a committed mutation), `node`, `peer`, `alert`, `onboarding`, `operation`, `observed`, `reset`. */
   type: string;
   data: unknown;
 }
@@ -106,4 +107,52 @@ export class EventFeed {
     this.#sinks.add(sink);
     return { replayed, close: () => void this.#sinks.delete(sink) };
   }
+}
+
+/** Node ids named in one `observed` event at most; `count` says how many changed. */
+export const MAX_OBSERVED_IDS = 100;
+
+/**
+ * Batches keys (ids of nodes whose observed state changed) and hands them
+ * on at most once per `intervalMs`: a burst within one interval, however
+ * large the fleet, becomes one call. The first change after a quiet
+ * interval goes out on the next turn of the event loop.
+ */
+export class Coalescer {
+  readonly #pending = new Set<string>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #last = -Infinity;
+
+  constructor(
+    private readonly flush: (keys: string[]) => void,
+    private readonly intervalMs = 1000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  add(key: string): void {
+    this.#pending.add(key);
+    if (this.#timer !== undefined) return;
+    const wait = Math.max(0, this.#last + this.intervalMs - this.now());
+    this.#timer = setTimeout(() => this.#fire(), wait);
+  }
+
+  /** Drops what is pending and stops the timer. */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending.clear();
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#last = this.now();
+    const keys = [...this.#pending];
+    this.#pending.clear();
+    if (keys.length > 0) this.flush(keys);
+  }
+}
+
+/** The feed event of nodes whose observed state changed (a bounded list of ids). */
+export function observedEvent(nodeIds: string[]): { node_ids: string[]; count: number } {
+  return { node_ids: nodeIds.slice(0, MAX_OBSERVED_IDS), count: nodeIds.length };
 }

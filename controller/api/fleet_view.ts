@@ -41,4 +41,6 @@ export interface ObservedNodeJson {
 export interface FleetView {
   /** The node's observed state; null when neither the driver nor reconcile has seen it. */
   observed(nodeId: string): ObservedNodeJson | null;
+  /** Hears ids of nodes whose observed state changed (batched); the API publishes `observed`. */
+  onChange?(fn: (nodeIds: string[]) => void): () => void;
 }

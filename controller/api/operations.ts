@@ -1,12 +1,16 @@
 /**
- * Long-running operations started over the API (node onboarding): each gets
- * an id at once (202), runs in the background, and keeps its progress
- * events (controller/onboarding/events.ts) for GET /api/operations/{id};
+ * Long-running operations started over the API (node onboarding, resealing
+ * many profiles): each gets an id at once (202), runs in the background,
+ * and keeps its progress events (controller/onboarding/events.ts:
+ * OnboardingProgress, ResealProgress or GeoipProgress) for GET /api/operations/{id};
  * the same events go out on the change feed. Bounded: the newest
  * MAX_OPERATIONS operations and MAX_EVENTS events each are kept.
  */
 import type { Logger } from "../../core/log.ts";
-import type { OnboardingProgress } from "../onboarding/events.ts";
+import type { GeoipProgress, OnboardingProgress, ResealProgress } from "../onboarding/events.ts";
+
+/** What an operation reports; `kind` tells them apart ("node"/"relay" or "reseal"). */
+export type OperationEvent = OnboardingProgress | ResealProgress | GeoipProgress;
 
 export const MAX_OPERATIONS = 100;
 const MAX_EVENTS = 200;
@@ -16,21 +20,25 @@ export interface Operation {
   kind: string;
   status: "running" | "done" | "failed";
   error: string | null;
-  events: OnboardingProgress[];
+  events: OperationEvent[];
   startedAt: string;
 }
 
-export type OperationRun = (emit: (e: OnboardingProgress) => void) => Promise<void>;
+export type OperationRun<E extends OperationEvent = OnboardingProgress> = (
+  emit: (e: E) => void,
+  /** This operation's id (events carry it as `run`). */
+  id: string,
+) => Promise<void>;
 
 export class Operations {
   readonly #ops = new Map<string, Operation>();
 
   constructor(
-    private readonly publish: (e: OnboardingProgress) => void,
+    private readonly publish: (e: OperationEvent) => void,
     private readonly log?: Logger,
   ) {}
 
-  start(kind: string, run: OperationRun): Operation {
+  start<E extends OperationEvent>(kind: string, run: OperationRun<E>): Operation {
     const op: Operation = {
       id: crypto.randomUUID(),
       kind,
@@ -44,12 +52,12 @@ export class Operations {
       if (this.#ops.size <= MAX_OPERATIONS) break;
       if (this.#ops.get(old)!.status !== "running") this.#ops.delete(old);
     }
-    const emit = (e: OnboardingProgress) => {
+    const emit = (e: E) => {
       op.events.push(e);
       if (op.events.length > MAX_EVENTS) op.events.splice(0, op.events.length - MAX_EVENTS);
       this.publish(e);
     };
-    run(emit).then(
+    run(emit, op.id).then(
       () => void (op.status = "done"),
       (e) => {
         op.status = "failed";
@@ -58,6 +66,14 @@ export class Operations {
       },
     );
     return op;
+  }
+
+  /** The operation of `kind` still running, if any (one reseal of all profiles at a time). */
+  running(kind: string): Operation | undefined {
+    for (const op of this.#ops.values()) {
+      if (op.kind === kind && op.status === "running") return op;
+    }
+    return undefined;
   }
 
   get(id: string): Operation | undefined {

@@ -6,6 +6,7 @@ import type { User } from "../service/users.ts";
 import type { ApiToken } from "./tokens.ts";
 import type { AwgObfuscation } from "../../core/dataplane/obfuscation.ts";
 import type { ObservedNodeJson } from "./fleet_view.ts";
+import { redactUrl } from "../geoip/download.ts";
 
 const iso = (d: Date | null) => d === null ? null : d.toISOString();
 
@@ -112,5 +113,9 @@ export function tokenJson(t: ApiToken) {
 }
 
 export function settingJson(s: Setting) {
-  return { key: s.key, value: s.value, version: s.version, updated_at: iso(s.updatedAt) };
+  // The GeoIP URL may carry a licence key (MaxMind): it is written, never read back whole.
+  const value = s.key === "geoip.url" && typeof s.value === "string" && s.value !== ""
+    ? redactUrl(s.value)
+    : s.value;
+  return { key: s.key, value, version: s.version, updated_at: iso(s.updatedAt) };
 }

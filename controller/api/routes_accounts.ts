@@ -5,7 +5,10 @@
  * those routes answer 501. Lists of tables other parts own leave out every
  * secret column (hashes, sealed keys, ciphertext).
  */
+import { z } from "@hono/zod-openapi";
 import { renderSVG } from "uqr";
+import type { ResealProgress } from "../onboarding/events.ts";
+import type { Operations } from "./operations.ts";
 import type { Service } from "../service/service.ts";
 import { Users } from "../service/users.ts";
 import { ConflictError } from "../service/errors.ts";
@@ -21,6 +24,7 @@ import {
   NewTicketSchema,
   NewUserSchema,
   OkSchema,
+  OperationStartedSchema,
   ProfilesSchema,
   RowListSchema,
   UserIdParam,
@@ -38,7 +42,26 @@ export interface AccountsPort {
   ): { url: string; ticketId: string; userId: string; expiresAt: Date };
   revokeDevice(deviceId: string, actor?: string, reason?: string): Promise<void>;
   reprovision(userId: string): Promise<void>;
+  /** Reseals many profiles, reporting progress (Accounts.resealProfiles). */
+  resealProfiles(
+    opts: {
+      userId?: string;
+      run?: string;
+      emit?: (e: ResealProgress) => void;
+      actor?: string;
+    },
+  ): Promise<unknown>;
 }
+
+/** What starts a reseal of many profiles: one user's (user_id: id or e-mail) or everyone's. */
+const ResealAllSchema = z.object({
+  user_id: z.string().min(1).max(320).optional().openapi({
+    description: "Only this user's devices (id or e-mail); all users' without",
+  }),
+}).strict().openapi("ResealProfiles");
+
+/** Operation kind of a reseal of every profile (one runs at a time). */
+export const RESEAL_ALL_KIND = "profiles.reseal";
 
 const READ = ["readonly", "admin"] as const;
 const WRITE = ["admin"] as const;
@@ -50,6 +73,7 @@ export function accountRoutes(
   service: Service,
   accounts: AccountsPort | undefined,
   clock: () => Date,
+  ops?: Operations,
 ): void {
   const users = new Users(service);
   const db = service.db;
@@ -208,6 +232,29 @@ export function accountRoutes(
     const u = user(params.userId);
     await need("profile resealing").reprovision(u.id);
     return c.json(profiles(u.id) as never, 200);
+  });
+
+  r.add({
+    method: "post",
+    path: "/api/profiles/reseal",
+    access: WRITE,
+    summary:
+      "Reseal many profiles (all users', or one user's) as an operation; follow GET /api/operations/{id}",
+    tag: "users",
+    body: ResealAllSchema,
+    ok: { status: 202, schema: OperationStartedSchema },
+  }, (c, { body }) => {
+    const port = need("profile resealing");
+    if (!ops) throw notImplemented("operations");
+    const userId = body.user_id === undefined ? undefined : user(body.user_id).id;
+    const actor = c.get("principal")!.actor;
+    const kind = userId === undefined ? RESEAL_ALL_KIND : `${RESEAL_ALL_KIND}:${userId}`;
+    // A reseal of the same profiles already running is followed, not started twice.
+    const op = ops.running(kind) ??
+      ops.start<ResealProgress>(kind, async (emit, run) => {
+        await port.resealProfiles({ userId, run, emit, actor });
+      });
+    return c.json({ operation_id: op.id }, 202);
   });
 
   r.add({

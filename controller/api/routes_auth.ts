@@ -81,19 +81,16 @@ export function authRoutes(
     body: LoginSchema,
     ok: { status: 200, schema: SessionInfoSchema },
   }, async (c, { body }) => {
-    try {
-      const s = await auth.login(
+    const s = await countedSignIn(
+      metrics,
+      auth.login(
         body.email,
         body.password,
         sourceOf(access, c.req.raw, info(c)),
         c.req.header("user-agent") ?? null,
-      );
-      metrics.logins.inc({ outcome: s.session.stage === "full" ? "ok" : "totp" });
-      return signedIn(c, s);
-    } catch (e) {
-      metrics.logins.inc({ outcome: e instanceof ApiError ? e.code : "error" });
-      throw e;
-    }
+      ),
+    );
+    return signedIn(c, s);
   });
 
   r.add({
@@ -106,18 +103,11 @@ export function authRoutes(
     ok: { status: 200, schema: SessionInfoSchema },
   }, async (c, { body }) => {
     const p = c.get("principal")!;
-    try {
-      const s = await auth.secondFactor(
-        p.session!,
-        body.code,
-        sourceOf(access, c.req.raw, info(c)),
-      );
-      metrics.logins.inc({ outcome: "ok" });
-      return signedIn(c, s);
-    } catch (e) {
-      metrics.logins.inc({ outcome: e instanceof ApiError ? e.code : "error" });
-      throw e;
-    }
+    const s = await countedSignIn(
+      metrics,
+      auth.secondFactor(p.session!, body.code, sourceOf(access, c.req.raw, info(c))),
+    );
+    return signedIn(c, s);
   });
 
   r.add({
@@ -212,6 +202,21 @@ export function authRoutes(
     );
     return c.json({ ok: true }, 200);
   });
+}
+
+/**
+ * Counts a sign-in step's outcome on the login metric: `ok` for a full
+ * session, `totp` when a second factor is still due, else the error's code.
+ */
+async function countedSignIn(metrics: ApiMetrics, step: Promise<SignedIn>): Promise<SignedIn> {
+  try {
+    const s = await step;
+    metrics.logins.inc({ outcome: s.session.stage === "full" ? "ok" : "totp" });
+    return s;
+  } catch (e) {
+    metrics.logins.inc({ outcome: e instanceof ApiError ? e.code : "error" });
+    throw e;
+  }
 }
 
 function me(auth: AdminAuth, p: Principal) {

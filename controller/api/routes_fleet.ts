@@ -1,8 +1,19 @@
-/** Fleet routes: nodes (list, edit, remove, policy with rule preview, onboarding), relays, paths. */
+/**
+ * Fleet routes: nodes (list, edit, remove, policy with rule preview,
+ * endpoints, onboarding), relays, paths.
+ */
+import { z } from "@hono/zod-openapi";
 import { renderNetworkPolicy } from "../../core/dataplane/netpolicy.ts";
 import { DataplaneError } from "../../core/dataplane/errors.ts";
+import type { ResealProgress } from "../onboarding/events.ts";
 import { ConflictError, ServiceError } from "../service/errors.ts";
-import { type Node, type NodePolicy, Nodes } from "../service/nodes.ts";
+import {
+  MAX_ENDPOINTS,
+  type Node,
+  type NodePolicy,
+  Nodes,
+  parseNodeEndpoint,
+} from "../service/nodes.ts";
 import { Relays } from "../service/relays.ts";
 import type { Service } from "../service/service.ts";
 import { ApiError, errorResponse, notImplemented } from "./errors.ts";
@@ -11,6 +22,7 @@ import type { Operations } from "./operations.ts";
 import { nodeDetailJson, nodeJson, relayJson } from "./present.ts";
 import type { FleetView } from "./fleet_view.ts";
 import type { Router } from "./router.ts";
+import { type AccountsPort, RESEAL_ALL_KIND } from "./routes_accounts.ts";
 import {
   IdParam,
   NodeDetailSchema,
@@ -34,6 +46,31 @@ const READ = ["readonly", "admin"] as const;
 const WRITE = ["admin"] as const;
 const NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const REGION = /^[a-z0-9][a-z0-9-]{0,31}$/;
+
+/** One endpoint as the service reads it; a bad one is a 400 naming the reason. */
+const EndpointText = z.string().max(64).superRefine((text, ctx) => {
+  try {
+    parseNodeEndpoint(text);
+  } catch (e) {
+    if (!(e instanceof ServiceError)) throw e;
+    ctx.addIssue({ code: "custom", message: e.message });
+  }
+}).openapi({ example: "203.0.113.7:40000-40100" });
+
+const NodeEndpointsPatchSchema = z.object({
+  endpoints: z.array(EndpointText).max(MAX_ENDPOINTS).openapi({
+    description:
+      `Public IP and UDP port (or FIRST-LAST range) pairs that reach the node's AmneziaWG listener, IPv6 as [IP]:PORT; at most ${MAX_ENDPOINTS}; [] clears them (clients dial the host at 443)`,
+  }),
+  version: z.number().int().min(0).optional(),
+}).strict().openapi("NodeEndpointsPatch");
+
+const NodeEndpointsResultSchema = z.object({
+  node: NodeDetailSchema,
+  operation_id: z.string().nullable().openapi({
+    description: "The reseal of every profile the change started; null when nothing changed",
+  }),
+}).openapi("NodeEndpointsResult");
 
 /** The canonical rules a policy renders to (core/dataplane/netpolicy.ts), as display strings. */
 export function rulePreview(p: NodePolicy) {
@@ -60,6 +97,8 @@ export function fleetRoutes(
   ops: Operations,
   onboard: OnboardStarter | undefined,
   view?: FleetView,
+  /** Reseals the profiles a node change touches (every profile lists every node). */
+  accounts?: AccountsPort,
 ): void {
   const nodes = new Nodes(service);
   const relays = new Relays(service);
@@ -207,6 +246,37 @@ export function fleetRoutes(
       const after = nodes.setPolicy(c.get("principal")!.actor, n.id, change, version);
       c.header("etag", etag(after.version));
       return c.json({ node: nodeJson(after), rule_preview: rulePreview(after) }, 200);
+    });
+  });
+
+  r.add({
+    method: "patch",
+    path: "/api/nodes/{id}/endpoints",
+    access: WRITE,
+    summary:
+      "Replace a node's endpoints; the node is told at once and every profile is resealed (an operation)",
+    tag,
+    params: IdParam,
+    body: NodeEndpointsPatchSchema,
+    ok: { status: 200, schema: NodeEndpointsResultSchema },
+  }, (c, { params, body }) => {
+    const n = found(params.id);
+    const version = expectedVersion(c.req.raw, body.version);
+    return write(n.id, () => {
+      const actor = c.get("principal")!.actor;
+      // Written through the service: audited, and the reconcile loop (following
+      // the audit log) pushes the raised desired revision to the node.
+      const { node, changed } = nodes.setEndpoints(actor, n.id, body.endpoints, version);
+      const op = changed && accounts
+        ? ops.start<ResealProgress>(RESEAL_ALL_KIND, async (emit, run) => {
+          await accounts.resealProfiles({ run, emit });
+        })
+        : null;
+      c.header("etag", etag(node.version));
+      return c.json({
+        node: nodeDetailJson(node, view?.observed(node.id) ?? null),
+        operation_id: op?.id ?? null,
+      }, 200);
     });
   });
 

@@ -1,9 +1,12 @@
 /** Cascade paths: list, create, the exit switch (and MTU), remove. */
+import { z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { ConflictError } from "../service/errors.ts";
 import { Nodes } from "../service/nodes.ts";
 import { type Path, Paths } from "../service/paths.ts";
 import type { Service } from "../service/service.ts";
 import { ApiError, errorResponse } from "./errors.ts";
+import type { Env } from "./access.ts";
 import type { Router } from "./router.ts";
 import {
   IdParam,
@@ -14,6 +17,26 @@ import {
   PathSchema,
 } from "./schemas.ts";
 import { etag, expectedVersion } from "./versions.ts";
+
+/** A DELETE may carry its version as a JSON body (a dashboard form cannot set If-Match). */
+const DeleteBody = z.object({ version: z.number().int().min(0).optional() }).strict();
+
+/** The `version` of an optional JSON body; no body is no version (If-Match may still name one). */
+async function deleteVersion(c: Context<Env>): Promise<number | undefined> {
+  const text = await c.req.text();
+  if (text.trim() === "") return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ApiError(400, "invalid", 'the body must be JSON such as {"version": 3}', "body");
+  }
+  const r = DeleteBody.safeParse(parsed);
+  if (!r.success) {
+    throw new ApiError(400, "invalid", "the body may only hold a whole-number version", "version");
+  }
+  return r.data.version;
+}
 
 const READ = ["readonly", "admin"] as const;
 const WRITE = ["admin"] as const;
@@ -121,13 +144,14 @@ export function pathRoutes(r: Router, service: Service): void {
     method: "delete",
     path: "/api/paths/{id}",
     access: WRITE,
-    summary: "Remove a path (its devices leave at their own node again)",
+    summary:
+      "Remove a path (its devices leave at their own node again); version as If-Match or {version}",
     tag,
     params: IdParam,
     ok: { status: 200, schema: OkSchema },
-  }, (c, { params }) => {
+  }, async (c, { params }) => {
     const p = found(params.id);
-    const version = expectedVersion(c.req.raw, undefined);
+    const version = expectedVersion(c.req.raw, await deleteVersion(c));
     return write(p.id, () => {
       paths.remove(c.get("principal")!.actor, p.id, version);
       return c.json({ ok: true }, 200);

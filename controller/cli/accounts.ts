@@ -33,7 +33,7 @@ export function parseTtl(text: string): number {
 }
 
 /** Opens the state and the accounts service for one command, and closes them. */
-async function withAccounts<T>(
+export async function withAccounts<T>(
   cfg: ControllerConfig,
   io: CliIo,
   fn: (accounts: Accounts, st: ControllerState) => T | Promise<T>,

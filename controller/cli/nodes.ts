@@ -1,11 +1,15 @@
 /**
- * `cox nodes add|list|show|remove|policy`. Nodes are recorded by SSH
- * onboarding (`nodes add`); the other commands read and change what is
+ * `cox nodes add|list|show|remove|policy|endpoints`. Nodes are recorded by
+ * SSH onboarding (`nodes add`); the other commands read and change what is
  * recorded.
  */
 import type { CliIo } from "../../relay/cli_support.ts";
+import type { ControllerConfig } from "../config.ts";
+import { formatResealProgress } from "../onboarding/events.ts";
 import { onboardNode } from "../onboarding/node.ts";
-import { type Node, type NodePolicy, Nodes } from "../service/nodes.ts";
+import { formatNodeEndpoint, type Node, type NodePolicy, Nodes } from "../service/nodes.ts";
+import { Service } from "../service/service.ts";
+import { withAccounts } from "./accounts.ts";
 import { parseHostKeyLine } from "../ssh/host_key.ts";
 import { formatTable, UsageError, yesNo } from "./format.ts";
 import { type AddFlags, type CoxIo, runAdd } from "./onboarding_io.ts";
@@ -107,9 +111,7 @@ function describe(n: Node): string {
     ],
     [
       "endpoints",
-      n.endpoints.length === 0
-        ? "-"
-        : n.endpoints.map((e) => `${e.ip}:${e.portMin}-${e.portMax}`).join(", "),
+      n.endpoints.length === 0 ? "-" : n.endpoints.map(formatNodeEndpoint).join(", "),
     ],
     [
       "obfuscation",
@@ -166,6 +168,45 @@ export async function nodesPolicy(
     }, isolation ${
       yesNo(n.isolation)
     } (version ${n.version}, desired revision ${n.desiredRevision})\n`,
+  );
+  return 0;
+}
+
+/**
+ * Replaces a node's endpoints (`--clear`: none). A change is pushed to the
+ * node by a running controller's reconcile loop (it follows the audit log)
+ * and is in every profile at once: they are resealed here, progress on
+ * stderr, as `cox profiles reseal --all` does.
+ */
+export async function nodesEndpoints(
+  cfg: ControllerConfig,
+  ref: string,
+  endpoints: string[],
+  clear: boolean,
+  expectVersion: number | undefined,
+  actor: string,
+  io: CliIo,
+): Promise<number> {
+  if (clear === (endpoints.length > 0)) {
+    throw new UsageError(
+      "give the endpoints (IP:PORT or IP:FIRST-LAST, IPv6 as [IP]:PORT) or --clear, not both",
+    );
+  }
+  const { node, changed, resealed } = await withAccounts(cfg, io, async (accounts, st) => {
+    const r = new Nodes(new Service(st.db)).setEndpoints(actor, ref, endpoints, expectVersion);
+    if (!r.changed) return { ...r, resealed: 0 };
+    const { total } = await accounts.resealProfiles({
+      emit: (e) => e.status !== "finished" && io.err(formatResealProgress(e)),
+    });
+    return { ...r, resealed: total };
+  });
+  const list = node.endpoints.length === 0
+    ? "none (clients dial the host at 443)"
+    : node.endpoints.map(formatNodeEndpoint).join(", ");
+  io.out(
+    `node ${node.name}: endpoints ${list} (version ${node.version}, desired revision ${node.desiredRevision}); ${
+      changed ? `${resealed} device profiles resealed` : "unchanged"
+    }\n`,
   );
   return 0;
 }

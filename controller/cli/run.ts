@@ -6,9 +6,18 @@ import { adminsAdd, adminsResetTotp } from "./admins.ts";
 import { auditTailCmd, auditVerify, MAX_TAIL } from "./audit.ts";
 import { caExport } from "./ca.ts";
 import { onOff, UsageError, wholeNumber } from "./format.ts";
+import { geoipDownload, geoipStatus } from "./geoip.ts";
 import { initState } from "./init.ts";
-import { nodesAdd, nodesList, nodesPolicy, nodesRemove, nodesShow } from "./nodes.ts";
+import {
+  nodesAdd,
+  nodesEndpoints,
+  nodesList,
+  nodesPolicy,
+  nodesRemove,
+  nodesShow,
+} from "./nodes.ts";
 import { pathsAdd, pathsExit, pathsList, pathsRemove } from "./paths.ts";
+import { profilesReseal } from "./profiles.ts";
 import type { CoxIo } from "./onboarding_io.ts";
 import { relaySign, relaysList } from "./relay.ts";
 import { relaysAdd } from "./relays.ts";
@@ -46,6 +55,11 @@ commands:
   nodes show NODE                         one node (by name or id)
   nodes policy NODE [--forwarding on|off] [--masquerade on|off] [--isolation on|off]
                [--expect-version N]       change a node's network policy
+  nodes endpoints NODE IP:PORT[-LAST]... | --clear [--expect-version N]
+                                          set the public IPs and UDP ports (at most 8)
+                                          that reach the node's AmneziaWG listener, IPv6
+                                          as [IP]:PORT; pushed to the node, profiles
+                                          resealed
   nodes remove NODE [--expect-version N]  forget a node and revoke its certificate
   paths list                              the cascade paths (entry node → exit node)
   paths add ENTRY EXIT [--mtu N]          a cascade ENTRY → EXIT for devices that choose
@@ -71,9 +85,17 @@ commands:
                                           --relay: a remote relay instead of the embedded
                                           one; --unbound: for the original app, weaker:
                                           whoever sees the token in transit can claim it)
+  profiles reseal --user ID|EMAIL | --all
+                                          build and seal device profiles again (one
+                                          user's or everyone's), printing progress; exit
+                                          1 if a device failed (the others are resealed)
   devices list [--user EMAIL]             the enrolled devices
   devices revoke ID [--reason TEXT]       revoke a device: its certificate is refused
                                           everywhere, its peers removed
+  geoip download|update [--url URL]       download a City database (.mmdb, .mmdb.gz or
+                                          .tar.gz; default URL: setting geoip.url) into
+                                          the state; a running controller switches to it
+  geoip status                            the GeoIP database in use and the last download
   audit verify                            prove the audit log's hash chain; exit 1 naming
                                           the first broken entry
   audit tail [-n N]                       the last N audit entries (default 20)
@@ -115,6 +137,8 @@ interface Command {
   params: string[];
   /** Flags besides --state, --config and --help. */
   flags: string[];
+  /** The last param may be given any number of times, none included. */
+  repeats?: boolean;
   run(c: Ctx): Promise<number>;
 }
 
@@ -220,6 +244,21 @@ const COMMANDS: Record<string, Command> = {
         c.io,
       ),
   },
+  "nodes endpoints": {
+    params: ["NODE", "ENDPOINT"],
+    flags: ["clear", "expect-version"],
+    repeats: true,
+    run: (c) =>
+      nodesEndpoints(
+        c.cfg,
+        c.args[0],
+        c.args.slice(1),
+        c.values.clear === true,
+        wholeNumber("--expect-version", str(c.values, "expect-version")),
+        c.actor,
+        c.io,
+      ),
+  },
   "nodes remove": {
     params: ["NODE"],
     flags: ["expect-version"],
@@ -318,6 +357,29 @@ const COMMANDS: Record<string, Command> = {
     flags: ["reason"],
     run: (c) => devicesRevoke(c.cfg, c.args[0], str(c.values, "reason"), c.actor, c.io),
   },
+  "geoip download": {
+    params: [],
+    flags: ["url"],
+    run: (c) => geoipDownload(c.state, str(c.values, "url"), c.io),
+  },
+  // DESIGN.md's name for the same command.
+  "geoip update": {
+    params: [],
+    flags: ["url"],
+    run: (c) => geoipDownload(c.state, str(c.values, "url"), c.io),
+  },
+  "geoip status": { params: [], flags: [], run: (c) => geoipStatus(c.state, c.io) },
+  "profiles reseal": {
+    params: [],
+    flags: ["user", "all"],
+    run: (c) =>
+      profilesReseal(
+        c.cfg,
+        { user: str(c.values, "user"), all: c.values.all === true },
+        c.actor,
+        c.io,
+      ),
+  },
   "audit verify": { params: [], flags: [], run: (c) => auditVerify(c.state, c.io) },
   "audit tail": {
     params: [],
@@ -331,7 +393,16 @@ const COMMANDS: Record<string, Command> = {
 };
 
 const GLOBAL_FLAGS = ["state", "config", "help"];
-const BOOLEAN_FLAGS = ["personal", "enterprise", "admin", "password-stdin", "sudo", "unbound"];
+const BOOLEAN_FLAGS = [
+  "personal",
+  "enterprise",
+  "admin",
+  "password-stdin",
+  "sudo",
+  "unbound",
+  "all",
+  "clear",
+];
 
 /** The command named by the first one or two words, and the words after it. */
 function findCommand(words: string[]): { name: string; args: string[] } | undefined {
@@ -396,7 +467,10 @@ export async function runCli(
 }
 
 function usageMistake(name: string, cmd: Command, args: string[], values: Values) {
-  if (args.length !== cmd.params.length) {
+  const fits = cmd.repeats
+    ? args.length >= cmd.params.length - 1
+    : args.length === cmd.params.length;
+  if (!fits) {
     const expected = [name, ...cmd.params].join(" ");
     return args.length < cmd.params.length
       ? `"${name}" needs ${cmd.params.slice(args.length).join(" ")}: cox ${expected}`

@@ -54,6 +54,12 @@ export interface ControllerGrpc {
   acceptInProcess(conn: Duplex): void;
   /** grpc.health.v1 on both servers ("" = the controller as a whole): SERVING until close. */
   health: HealthImplementation;
+  /**
+   * Switches the TLS server identity (tunnel substreams with inner TLS) to
+   * a renewed `coxswain-grpc` certificate: new connections get it, open ones
+   * keep theirs.
+   */
+  setCertificate(certPem: string, keyPem: string): void;
   close(): void;
 }
 
@@ -77,15 +83,20 @@ export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrp
   const health = new HealthImplementation({ "": "SERVING" });
   health.addToServer(server);
   health.addToServer(inProcess);
-  const creds = grpc.ServerCredentials.createSsl(
-    Buffer.from(opts.fleetCaPem),
-    [{ cert_chain: Buffer.from(opts.certPem), private_key: Buffer.from(opts.keyPem) }],
+  const identity = new ServerIdentity(opts.fleetCaPem, opts.certPem, opts.keyPem);
+  // grpc-js's reloadable credentials: each update becomes setSecureContext on its TLS server.
+  const creds = grpc.experimental.createCertificateProviderServerCredentials(
+    identity,
+    identity,
     true,
   );
   const injector = server.createConnectionInjector(creds);
   const pipes = inProcess.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   return {
     health,
+    setCertificate(certPem, keyPem) {
+      identity.set(certPem, keyPem);
+    },
     accept(conn) {
       conn.on("error", () => {});
       injector.injectConnection(conn);
@@ -103,4 +114,48 @@ export function createControllerGrpc(opts: ControllerGrpcOptions): ControllerGrp
       inProcess.forceShutdown();
     },
   };
+}
+
+type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;
+type CaListener = grpc.experimental.CaCertificateUpdateListener;
+
+/**
+ * The gRPC server's certificate, key and client CA held in memory, as
+ * grpc-js's CertificateProvider. Listeners are told on a microtask: grpc-js
+ * adds its own watcher only after it subscribed here, and an update
+ * delivered before that would never reach its TLS server.
+ */
+class ServerIdentity implements grpc.experimental.CertificateProvider {
+  #ca: Buffer;
+  #identity: { certificate: Buffer; privateKey: Buffer };
+  #caListeners = new Set<CaListener>();
+  #identityListeners = new Set<IdentityListener>();
+
+  constructor(caPem: string, certPem: string, keyPem: string) {
+    this.#ca = Buffer.from(caPem);
+    this.#identity = { certificate: Buffer.from(certPem), privateKey: Buffer.from(keyPem) };
+  }
+
+  set(certPem: string, keyPem: string): void {
+    this.#identity = { certificate: Buffer.from(certPem), privateKey: Buffer.from(keyPem) };
+    for (const fn of this.#identityListeners) fn(this.#identity);
+  }
+
+  addCaCertificateListener(fn: CaListener): void {
+    this.#caListeners.add(fn);
+    queueMicrotask(() => this.#caListeners.has(fn) && fn({ caCertificate: this.#ca }));
+  }
+
+  removeCaCertificateListener(fn: CaListener): void {
+    this.#caListeners.delete(fn);
+  }
+
+  addIdentityCertificateListener(fn: IdentityListener): void {
+    this.#identityListeners.add(fn);
+    queueMicrotask(() => this.#identityListeners.has(fn) && fn(this.#identity));
+  }
+
+  removeIdentityCertificateListener(fn: IdentityListener): void {
+    this.#identityListeners.delete(fn);
+  }
 }

@@ -128,3 +128,48 @@ export function progressLogger(log: Logger): ProgressListener {
     else log.info(e.message, fields);
   };
 }
+
+/**
+ * Progress of resealing many device profiles (POST /api/profiles/reseal,
+ * `cox profiles reseal`): a sibling of OnboardingProgress for the same
+ * operations and feed. A `started` with the device count, `progress`
+ * ("n of m devices resealed", throttled), a `failed` per device that could
+ * not be resealed (the others go on), and one closing `finished`.
+ */
+export interface ResealProgress {
+  /** The operation's id. */
+  run: string;
+  kind: "reseal";
+  status: "started" | "progress" | "failed" | "finished";
+  /** Devices finished (resealed or failed), how many failed, how many are planned. */
+  done: number;
+  failed: number;
+  total: number;
+  /** The user whose devices are resealed; absent when all users' are. */
+  user_id?: string;
+  /** The device a `failed` event is about. */
+  device_id?: string;
+  /** One line for people. */
+  message: string;
+  /** ISO 8601. */
+  time: string;
+  /** Error code when `failed`. */
+  code?: string;
+}
+
+/** One line per reseal event for the CLI: `[12/40] 12 of 40 devices resealed`. */
+export function formatResealProgress(e: ResealProgress): string {
+  if (e.status === "finished") return `[done] ${e.message}`;
+  if (e.status === "failed") return `[${e.done}/${e.total}] FAILED (${e.code}) — ${e.message}`;
+  return `[${e.done}/${e.total}] ${e.message}`;
+}
+
+/**
+ * Progress of a GeoIP database download (controller/geoip/operation.ts):
+ * the onboarding event's shape with its own kind and phases, so the
+ * operation page shows it as steps.
+ */
+export interface GeoipProgress extends Omit<OnboardingProgress, "kind" | "step"> {
+  kind: "geoip";
+  step: "download" | "validate" | "install";
+}

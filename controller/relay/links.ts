@@ -8,6 +8,13 @@
  * against it, and each new revocation is pushed at once to every connected
  * remote relay that takes policy (and closes the tunnel of a relay whose own
  * certificate it names).
+ *
+ * Renewed certificates are taken up while running (ServiceCertHolders): the
+ * embedded relay's listener presents a renewed `embedded-relay` certificate
+ * to new connections (open ones go on), and every tunnel dialled after a
+ * renewal presents the renewed `controller-client` certificate. A tunnel
+ * already up keeps its session: the relay checked the controller at its
+ * handshake only, and replacing it would cut the calls it carries.
  */
 import type { Logger } from "../../core/log.ts";
 import { certPem, type RevocationList } from "../../core/pki/mod.ts";
@@ -18,11 +25,12 @@ import { embeddedTransport } from "../../relay/transport.ts";
 import { type ControllerConfig, listSetting } from "../config.ts";
 import type { ControllerGrpc } from "../grpc/server.ts";
 import type { Revocations } from "../revocation.ts";
-import { serviceCert } from "../service_certs.ts";
+import { serviceCert, type ServiceCertHolders } from "../service_certs.ts";
 import type { ControllerState } from "../state.ts";
 import { watchRelayTargets } from "../onboarding/relay_targets.ts";
 import { PolicySource, relayIdByHost } from "./policy_source.ts";
 import { type PushOutcome, TunnelClient } from "./tunnel_client.ts";
+import type { ControllerTlsIdentity } from "./dial.ts";
 
 /** Default poll of the relays table (`cox relays add` from another process). */
 export const RELAY_POLL_MS = 5000;
@@ -35,6 +43,12 @@ export interface RelayLinks {
   revoked: RevocationList;
   /** Sends the current policy (revocations, egress allow-list) to every connected remote relay. */
   pushPolicy(): Promise<PushOutcome[]>;
+  /**
+   * Takes renewed certificates from `holders` from now on: `embedded-relay`
+   * for the embedded relay's listener, `controller-client` for the tunnels'
+   * next dials. Returns the function that stops it.
+   */
+  holdCertificates(holders: ServiceCertHolders): () => void;
   close(): Promise<void>;
 }
 
@@ -75,19 +89,21 @@ export async function startRelayLinks(
     }
   }
   const client = await serviceCert(state, "controller-client");
+  // One identity for every tunnel, read at each dial: a renewal changes it in place.
+  const identity: ControllerTlsIdentity = {
+    certPem: client.chainPem,
+    keyPem: client.keyPem,
+    caPem,
+    trust: state.pki.trust,
+    revoked,
+  };
   const policy = new PolicySource(state.db, revocations);
   const dial = (target: string) => {
     const i = target.lastIndexOf(":");
     const host = target.slice(0, i).replace(/^\[|\]$/g, "");
     const t = new TunnelClient({
       target: { host, port: Number(target.slice(i + 1)) },
-      identity: {
-        certPem: client.chainPem,
-        keyPem: client.keyPem,
-        caPem,
-        trust: state.pki.trust,
-        revoked,
-      },
+      identity,
       accept: (c) => grpc.accept(c),
       // Plain HTTP/2 substreams: the relay was verified at the tunnel's TLS (tunnel_client.ts).
       acceptPlain: (c) => grpc.acceptInProcess(c),
@@ -134,6 +150,19 @@ export async function startRelayLinks(
     tunnels,
     revoked,
     pushPolicy,
+    holdCertificates(holders) {
+      const relay = embedded;
+      const released = [
+        holders.hold("controller-client", (c) => {
+          identity.certPem = c.chainPem;
+          identity.keyPem = c.keyPem;
+        }),
+        ...(relay
+          ? [holders.hold("embedded-relay", (c) => relay.setCertificate(c.chainPem, c.keyPem))]
+          : []),
+      ];
+      return () => released.forEach((release) => release());
+    },
     async close() {
       stopWatching();
       unsubscribe();

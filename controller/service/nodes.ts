@@ -3,13 +3,18 @@
  * onboarding (`nodes add`) fills in the host key pin and the certificate
  * serial later; the fleet driver moves `status` and `applied_revision`.
  *
- * Every change a node must apply (its network policy, so far) raises
- * `desired_revision`; reconcile pushes while applied < desired.
+ * Every change a node must apply (its network policy, its endpoints)
+ * raises `desired_revision`; reconcile pushes while applied < desired.
  * The three policy toggles follow DESIGN.md §5: masquerade and isolation
- * require forwarding.
+ * require forwarding. Endpoints are the endpoint-diversity pool (DESIGN.md
+ * §5, CONTRACTS.md §4.6, §5.7): public IPs and UDP port ranges that reach
+ * the node's AmneziaWG listener, listed in every profile (empty: the
+ * host:443); a cascade's entry node dials the first one.
  */
 import { type AwgObfuscation, generateObfuscation } from "../../core/dataplane/obfuscation.ts";
 import type { PortRangeForward } from "../../core/dataplane/netpolicy.ts";
+import { NetError } from "../../core/net/errors.ts";
+import { formatIp, joinHostPort, parseEndpoint } from "../../core/net/address.ts";
 import { type Db, statement } from "../db/sqlite.ts";
 import { recordRevocation } from "../revocation.ts";
 import { ServiceError } from "./errors.ts";
@@ -144,6 +149,46 @@ export interface OnboardNode {
 export function nameFromHost(host: string): string {
   const n = host.toLowerCase().replace(/[^a-z0-9]+/g, "-").slice(0, 63).replace(/^-+|-+$/g, "");
   return n === "" ? "node" : n;
+}
+
+/** At most this many endpoints per node (each is a DNAT rule pair on the node). */
+export const MAX_ENDPOINTS = 8;
+
+/**
+ * Parses one endpoint as an operator writes it: `IP:PORT` or
+ * `IP:FIRST-LAST` (a UDP port range), IPv6 in brackets (`[2001:db8::1]:443`).
+ * An IP, not a host name: the node forwards the address itself.
+ */
+export function parseNodeEndpoint(text: string): PortRangeForward {
+  check(
+    text.length <= 64,
+    `endpoint ${JSON.stringify(text.slice(0, 64))}…: too long for IP:FIRST-LAST`,
+  );
+  const range = /^(.+):(\d{1,5})-(\d{1,5})$/.exec(text);
+  try {
+    const first = parseEndpoint(range ? `${range[1]}:${range[2]}` : text);
+    const last = range ? parseEndpoint(`${range[1]}:${range[3]}`).port : first.port;
+    if (first.host.kind !== "ip") throw new Error("unreachable: parseEndpoint allows IPs only");
+    if (first.port > last) {
+      throw new ServiceError(
+        "invalid",
+        `endpoint ${JSON.stringify(text)}: the range runs backwards`,
+      );
+    }
+    return { ip: formatIp(first.host.address), portMin: first.port, portMax: last };
+  } catch (e) {
+    if (!(e instanceof NetError)) throw e;
+    throw new ServiceError(
+      "invalid",
+      `endpoint ${e.message}; write IP:PORT or IP:FIRST-LAST (ports 1-65535, IPv6 as [IP]:PORT)`,
+    );
+  }
+}
+
+/** An endpoint as operators write it (the form parseNodeEndpoint reads). */
+export function formatNodeEndpoint(e: PortRangeForward): string {
+  const first = joinHostPort(e.ip, e.portMin);
+  return e.portMax === e.portMin ? first : `${first}-${e.portMax}`;
 }
 
 /** The row a mutation started from; gone (removed meanwhile) is `not-found`. */
@@ -310,6 +355,45 @@ export class Nodes {
       },
     );
     return this.require(node.id);
+  }
+
+  /**
+   * Replaces the node's endpoints (empty: none, clients dial the host at
+   * 443), given as parseNodeEndpoint reads them and stored canonically;
+   * more than {@link MAX_ENDPOINTS} or the same one twice is refused. A
+   * change raises the desired revision (reconcile brings the node up to
+   * date again); the same list again writes nothing. Profiles are not
+   * resealed here (callers with the accounts service do it). Returns the
+   * node and whether it changed.
+   */
+  setEndpoints(
+    actor: Actor,
+    ref: string,
+    endpoints: readonly string[],
+    expectVersion?: number,
+  ): { node: Node; changed: boolean } {
+    check(
+      endpoints.length <= MAX_ENDPOINTS,
+      `${endpoints.length} endpoints: a node takes at most ${MAX_ENDPOINTS}`,
+    );
+    const next = endpoints.map(parseNodeEndpoint);
+    const texts = next.map(formatNodeEndpoint);
+    const twice = texts.find((t, i) => texts.indexOf(t) !== i);
+    check(twice === undefined, `endpoint ${twice} is given twice`);
+    const node = this.require(ref);
+    const changed = this.service.mutate(
+      { actor, action: "node.endpoints", target: { type: "node", id: node.id }, expectVersion },
+      (tx) => {
+        const cur = current(tx.current, ref);
+        if (JSON.stringify(cur.endpoints) === JSON.stringify(next)) return false;
+        tx.update({
+          endpoints: JSON.stringify(next),
+          desired_revision: cur.desiredRevision + 1,
+        });
+        return true;
+      },
+    );
+    return { node: this.require(node.id), changed };
   }
 
   /**

@@ -2,7 +2,9 @@
  * Controller settings (table `settings`, one JSON value per key) and the
  * presets of DESIGN.md §4 that `cox init` / `cox settings preset` apply.
  * A key never written reads as the personal preset's value: a state made
- * without a preset (the controller's first start) is a personal one.
+ * without a preset (the controller's first start) is a personal one. Keys
+ * no preset sets (OWN_DEFAULTS, e.g. geoip.url) keep their value across
+ * presets.
  */
 import { isHostname } from "../../core/net/mod.ts";
 import { type Db, statement } from "../db/sqlite.ts";
@@ -22,13 +24,25 @@ export interface SettingValues {
   "reality.decoy": string;
   "reality.decoy_rotation": boolean;
   "endpoints.rotation": boolean;
+  /** Where `cox geoip download` fetches a City database ({yyyy}/{mm}: this month); "" = none. */
+  "geoip.url": string;
 }
 
 export type SettingKey = keyof SettingValues;
+
+/**
+ * Settings no preset changes (the operator's own data sources), with their
+ * defaults. geoip.url: DB-IP's free City Lite database of the month (CC BY
+ * 4.0: the map credits it).
+ */
+export const OWN_DEFAULTS = {
+  "geoip.url": "https://download.db-ip.com/free/dbip-city-lite-{yyyy}-{mm}.mmdb.gz",
+} as const satisfies Partial<SettingValues>;
+type PresetValues = Omit<SettingValues, keyof typeof OWN_DEFAULTS>;
 export type PresetName = "personal" | "enterprise";
 export const PRESET_NAMES: readonly PresetName[] = ["personal", "enterprise"];
 
-export const PRESETS: Readonly<Record<PresetName, Readonly<SettingValues>>> = {
+export const PRESETS: Readonly<Record<PresetName, Readonly<PresetValues>>> = {
   personal: {
     preset: "personal",
     "protocols.xray": "optional",
@@ -55,7 +69,11 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<SettingValues>>> = {
   },
 };
 
-export const SETTING_KEYS = Object.keys(PRESETS.personal) as SettingKey[];
+/** The keys a preset sets. */
+export const PRESET_KEYS = Object.keys(PRESETS.personal) as (keyof PresetValues)[];
+export const SETTING_KEYS = [...PRESET_KEYS, ...Object.keys(OWN_DEFAULTS)] as SettingKey[];
+/** A key never written reads as this. */
+const DEFAULTS: Readonly<SettingValues> = { ...PRESETS.personal, ...OWN_DEFAULTS };
 
 export interface Setting<K extends SettingKey = SettingKey> {
   key: K;
@@ -89,7 +107,7 @@ export class Settings {
     const stored = new Map(rows.map((r) => [r.key, r]));
     return SETTING_KEYS.map((key) => {
       const r = stored.get(key);
-      if (!r) return { key, value: PRESETS.personal[key], version: 0, updatedAt: null };
+      if (!r) return { key, value: DEFAULTS[key], version: 0, updatedAt: null };
       return {
         key,
         value: parseValue(key, r.value),
@@ -103,7 +121,7 @@ export class Settings {
     const r = statement(this.db, "SELECT value FROM settings WHERE key = ?").get(key) as
       | { value: string }
       | undefined;
-    return r ? parseValue(key, r.value) : PRESETS.personal[key];
+    return r ? parseValue(key, r.value) : DEFAULTS[key];
   }
 
   /**
@@ -136,10 +154,15 @@ export class Settings {
   applyPreset(actor: Actor, name: PresetName): SettingKey[] {
     const preset = PRESETS[name];
     return this.service.transaction(() =>
-      SETTING_KEYS.filter((key) => this.set(actor, key, preset[key]))
+      PRESET_KEYS.filter((key) => this.set(actor, key, preset[key]))
     );
   }
 }
+
+/** String settings holding an http(s) URL ("" = none) rather than a DNS name. */
+const URL_KEYS: readonly SettingKey[] = ["geoip.url"];
+const isSettingUrl = (v: string) =>
+  v === "" || (v.length <= 2048 && /^https?:\/\/[^\s]+$/.test(v) && URL.canParse(v));
 
 /** The values a string setting may take (others: any DNS name). */
 const CHOICES: Partial<Record<SettingKey, readonly string[]>> = {
@@ -150,12 +173,16 @@ const CHOICES: Partial<Record<SettingKey, readonly string[]>> = {
 };
 
 function checkValue(key: SettingKey, value: unknown): void {
-  const expected = PRESETS.personal[key];
+  const expected = DEFAULTS[key];
   const choices = CHOICES[key];
   const ok = typeof value === typeof expected &&
     (typeof value !== "number" || (Number.isSafeInteger(value) && value >= 0)) &&
     (typeof value !== "string" ||
-      (choices ? choices.includes(value) : isHostname(value)));
+      (choices
+        ? choices.includes(value)
+        : URL_KEYS.includes(key)
+        ? isSettingUrl(value)
+        : isHostname(value)));
   if (!ok) {
     throw new ServiceError(
       "invalid",

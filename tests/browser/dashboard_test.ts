@@ -27,6 +27,7 @@ import { STEPS } from "../../controller/onboarding/events.ts";
 import { OnboardingHost, onboardingHostCapability } from "./onboarding_host.ts";
 import { eventually } from "../support/agent_harness.ts";
 import { publishScreenshots, screenshotDir } from "./screenshots.ts";
+import { observedEvent } from "../../controller/api/feed.ts";
 
 const hostCap = onboardingHostCapability();
 /** Bound of every wait on the page (a loaded 2-core machine is slow, never this slow). */
@@ -360,6 +361,41 @@ Deno.test({
         await tabs[1].close();
         await tabs[2].close();
       });
+
+      await t.step(
+        "observed-state batches refresh only the pages that show that node",
+        async () => {
+          const nodePage = page;
+          const other = await ctx!.newPage();
+          await nodePage.goto(`${ctl.url}/nodes/${nyc}`);
+          await other.goto(`${ctl.url}/settings`);
+          for (const p of [nodePage, other]) await live(p);
+          const state = (p: Page) =>
+            p.evaluate(() => ({
+              seq: Number(document.documentElement.dataset.seq ?? 0),
+              refreshes: Number(document.documentElement.dataset.refreshes ?? 0),
+            }));
+          const [n0, o0] = [await state(nodePage), await state(other)];
+          // A batch naming another node, then one naming this node: once the node page has
+          // refreshed for the second, both tabs have seen both events.
+          ctl.app.feed.publish("observed", observedEvent([crypto.randomUUID()]));
+          const mine = ctl.app.feed.publish("observed", observedEvent([nodes.require(nyc).id]));
+          await nodePage.waitForFunction(
+            (n) => Number(document.documentElement.dataset.refreshes ?? 0) > n,
+            n0.refreshes,
+            { timeout: T },
+          );
+          await other.waitForFunction(
+            (seq) => Number(document.documentElement.dataset.seq ?? 0) >= seq,
+            mine.seq,
+            { timeout: T },
+          );
+          const [n1, o1] = [await state(nodePage), await state(other)];
+          assert.ok(n1.seq >= mine.seq && n1.refreshes > n0.refreshes, JSON.stringify({ n0, n1 }));
+          assert.equal(o1.refreshes, o0.refreshes, "the settings page shows no observed state");
+          await other.close();
+        },
+      );
 
       await t.step(
         "a stale edit shows the 409 with the current values and re-applies",

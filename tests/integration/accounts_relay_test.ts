@@ -12,12 +12,10 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { Accounts, accountSyncService, SESSION_REFUSED } from "../../controller/accounts/mod.ts";
-import { resolveConfig } from "../../controller/config.ts";
 import { Devices } from "../../controller/devices.ts";
 import { DEVICE_REFUSED } from "../../controller/grpc/device_guard.ts";
 import { createControllerGrpc } from "../../controller/grpc/server.ts";
 import { Revocations } from "../../controller/revocation.ts";
-import { startController } from "../../controller/serve.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
 import { Service } from "../../controller/service/service.ts";
 import { openState } from "../../controller/state.ts";
@@ -29,6 +27,7 @@ import { generateEncryptionKeyPair, openProfile, wrapPrivateKey } from "../../co
 import { ACCOUNT_PROTO, loadProto } from "../../proto/load.ts";
 import { startRelay } from "../../relay/relay.ts";
 import { type ClientKeys, clientKeys } from "../support/accounts_fixture.ts";
+import { relayController } from "../support/client_fixture.ts";
 import type { Fleet } from "../support/pki_fixture.ts";
 import { unary } from "../support/relay_harness.ts";
 import { startTunnel } from "../support/tunnel_fixture.ts";
@@ -122,21 +121,15 @@ Deno.test({
     "accounts: claim, login and profile through the embedded relay; forged fingerprints and foreign tokens get nothing; no secret at rest",
   ...opts,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
     const logs: string[] = [];
     const changed: string[][] = [];
-    const cfg = resolveConfig(
-      { state: `${dir}/state`, "ui-listen": "127.0.0.1:0", "relay-listen": "127.0.0.1:0" },
-      () => undefined,
-    );
-    const ctl = await within(
-      startController(cfg, {
-        logSink: (l) => logs.push(l),
-        onPeersChanged: (ids) => changed.push(ids),
-      }),
-      WAIT_MS,
-      "the controller to start",
-    );
+    // The clients below dial the relay as "localhost", the name in its certificate.
+    const fx = await relayController({
+      relayHosts: "localhost",
+      logSink: (l) => logs.push(l),
+      onPeersChanged: (ids) => changed.push(ids),
+    });
+    const { ctl, dir, port, rootPem } = fx;
     const clients: any[] = [];
     const secrets: Record<string, Uint8Array | string> = {
       "ann's password": ANN_PASSWORD,
@@ -144,8 +137,6 @@ Deno.test({
       "profile-signing seed": ctl.accounts.signing.privateKey,
     };
     try {
-      const port = ctl.relays.embedded!.port;
-      const rootPem = pki.certPem(ctl.state.pki.cas.root.cert);
       const nodes = new Nodes(new Service(ctl.state.db));
       const node = nodes.create(ADMIN, { name: "fra-1", host: "203.0.113.7", region: "fra1" });
       await ctl.accounts.nodeKeyObserved(node.id, toBase64(generateEncryptionKeyPair().publicKey));
@@ -327,14 +318,14 @@ Deno.test({
       assert.deepEqual(leaks(both, { wg: ann.keys.wg!.publicKey }), ["wg"]);
     } finally {
       await closeClients(clients, ctl.relays.embedded);
-      await within(ctl.shutdown(), WAIT_MS, "the controller to shut down");
+      await fx.stop();
     }
     try {
       const dbPath = `${dir}/state/pharos.db`;
       assert.deepEqual(leaks(await readIf(dbPath), secrets), [], "secrets in the closed database");
       assert.deepEqual(leaks(await readIf(`${dbPath}-wal`), secrets), []);
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      await fx.close();
     }
   },
 });

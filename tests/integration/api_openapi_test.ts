@@ -9,6 +9,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import * as OTPAuth from "otpauth";
 import { createApp } from "../../controller/api/app.ts";
+import { GeoipStore } from "../../controller/geoip/store.ts";
 import { accountsFixture } from "../support/accounts_fixture.ts";
 import { call, sessionCookie } from "../support/api_fixture.ts";
 
@@ -26,6 +27,7 @@ Deno.test("api openapi: the document is valid OpenAPI 3.1 and every route's answ
     state: fx.state,
     accounts: fx.accounts,
     passwordCost: { memoryKiB: 1024, iterations: 1 },
+    geoip: new GeoipStore(`${fx.dir}/state`),
   });
   try {
     const res = await call(app, "GET", "/api/openapi.json");
@@ -180,6 +182,12 @@ Deno.test("api openapi: the document is valid OpenAPI 3.1 and every route's answ
       await call(app, "POST", `/api/profiles/${user.id}/reseal`, s),
       200,
     );
+    await check(
+      "POST",
+      "/api/profiles/reseal",
+      await call(app, "POST", "/api/profiles/reseal", { ...s, body: { user_id: user.id } }),
+      202,
+    );
 
     // Fleet.
     const nodeId = fx.addNode("fra-1");
@@ -217,6 +225,18 @@ Deno.test("api openapi: the document is valid OpenAPI 3.1 and every route's answ
       }),
       409,
     );
+    const { version } = await (await call(app, "GET", `/api/nodes/${nodeId}`, { cookie })).json();
+    for (const [endpoints, status] of [[["203.0.113.7:443"], 200], [["host:443"], 400]] as const) {
+      await check(
+        "PATCH",
+        "/api/nodes/{id}/endpoints",
+        await call(app, "PATCH", `/api/nodes/${nodeId}/endpoints`, {
+          ...s,
+          body: { endpoints, version },
+        }),
+        status,
+      );
+    }
     await check(
       "GET",
       "/api/nodes/{id}/policy/preview",
@@ -296,6 +316,23 @@ Deno.test("api openapi: the document is valid OpenAPI 3.1 and every route's answ
     );
     await check("GET", "/api/sessions", await call(app, "GET", "/api/sessions", { cookie }), 200);
     await check("GET", "/api/alerts", await call(app, "GET", "/api/alerts", { cookie }), 200);
+    // GeoIP without a database: status, positions, and a download refused before it starts.
+    await check("GET", "/api/geoip", await call(app, "GET", "/api/geoip", { cookie }), 200);
+    await check(
+      "GET",
+      "/api/geoip/positions",
+      await call(app, "GET", "/api/geoip/positions", { cookie }),
+      200,
+    );
+    await check(
+      "POST",
+      "/api/geoip/download",
+      await call(app, "POST", "/api/geoip/download", {
+        ...s,
+        body: { url: "ftp://example.com/x" },
+      }),
+      400,
+    );
     const current = await (await call(app, "GET", `/api/nodes/${nodeId}`, { cookie })).json();
     await check(
       "DELETE",

@@ -9,8 +9,6 @@
  * is claimed with the token alone.
  */
 import assert from "node:assert/strict";
-import { resolveConfig } from "../../controller/config.ts";
-import { startController } from "../../controller/serve.ts";
 import { grpcTransport } from "../../agent/client/grpc_transport.ts";
 import {
   type AccountTransport,
@@ -20,9 +18,10 @@ import {
   relayAddress,
   verifyRelayChain,
 } from "../../core/client/mod.ts";
-import { buildJoinLink, parseJoinLink } from "../../core/profile/mod.ts";
+import { parseJoinLink } from "../../core/profile/mod.ts";
 import { deviceFingerprint, generateCsr, parseCertificate } from "../../core/pki/mod.ts";
 import { generateEncryptionKeyPair } from "../../core/seal/mod.ts";
+import { relayController } from "../support/client_fixture.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const UNAUTHENTICATED = 16;
@@ -48,22 +47,10 @@ Deno.test(
   "bound ticket through the embedded relay: a relay redeeming the token with its own keys is refused; the link's holder enrolls",
   opts,
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "pharos-claim-binding-" });
-    const ctl = await startController(resolveConfig({
-      state: `${dir}/state`,
-      "ui-listen": "127.0.0.1:0",
-      "relay-listen": "127.0.0.1:0",
-      "relay-hosts": "127.0.0.1",
-      "log-level": "error",
-    }, () => undefined));
+    const fx = await relayController({ prefix: "pharos-claim-binding-" });
+    const { ctl } = fx;
     try {
-      const port = ctl.relays.embedded!.port;
-      const user = ctl.accounts.createUser("cli:test", "cleo@example.com");
-      const linkFor = (unbound: boolean) => {
-        const t = ctl.accounts.createTicket("cleo@example.com", { unbound });
-        return buildJoinLink({ ...parseJoinLink(t.url), relay: `127.0.0.1:${port}` });
-      };
-      const link = linkFor(false);
+      const { user, link } = fx.invite("cleo@example.com");
       const ticket = parseJoinLink(link);
       assert.ok(ticket.bind, "tickets are bound by default");
 
@@ -128,7 +115,7 @@ Deno.test(
       assert.equal(device?.userId, user.id);
 
       // An unbound ticket: the token alone redeems it (the original app's claim).
-      const plain = parseJoinLink(linkFor(true));
+      const plain = parseJoinLink(fx.link("cleo@example.com", { unbound: true }));
       assert.equal(plain.bind, undefined);
       const anyone = grpcTransport.open(relay, { rootPem: proved.rootPem, checkLeaf: () => {} });
       try {
@@ -146,8 +133,7 @@ Deno.test(
         anyone.close();
       }
     } finally {
-      await ctl.shutdown();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await fx.close();
     }
   },
 );

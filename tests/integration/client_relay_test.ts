@@ -8,10 +8,9 @@
  * only with proof of the old one, answered through the relay.
  */
 import assert from "node:assert/strict";
-import { resolveConfig } from "../../controller/config.ts";
-import { startController } from "../../controller/serve.ts";
 import { runClientCli } from "../../agent/client/cli.ts";
 import { buildJoinLink, parseJoinLink } from "../../core/profile/mod.ts";
+import { relayController } from "../support/client_fixture.ts";
 import { deviceFingerprint, parseCertificate } from "../../core/pki/mod.ts";
 import { loadState } from "../../agent/client/state_file.ts";
 import { grpcTransport } from "../../agent/client/grpc_transport.ts";
@@ -40,19 +39,11 @@ Deno.test(
   "client through the embedded relay: enroll, sync, reuse refused, revoke refused",
   opts,
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "pharos-client-test-" });
-    const ctl = await startController(resolveConfig({
-      state: `${dir}/state`,
-      "ui-listen": "127.0.0.1:0",
-      "relay-listen": "127.0.0.1:0",
-      "relay-hosts": "127.0.0.1",
-      "log-level": "error",
-    }, () => undefined));
+    const fx = await relayController({ prefix: "pharos-client-test-" });
+    const { ctl, dir } = fx;
     try {
-      const port = ctl.relays.embedded!.port;
-      const user = ctl.accounts.createUser("cli:test", "alice@example.com");
-      const ticket = ctl.accounts.createTicket("alice@example.com");
-      const link = buildJoinLink({ ...parseJoinLink(ticket.url), relay: `127.0.0.1:${port}` });
+      const { user, link } = fx.invite("alice@example.com");
+      assert.equal(parseJoinLink(link).relay, `127.0.0.1:${fx.port}`, "the link names the relay");
       const state = `${dir}/client`;
 
       // A link pinning another root: refused before the token is sent.
@@ -110,8 +101,7 @@ Deno.test(
         /error: (Authenticate|GetProfile) refused: .*(revoked|refused)/i,
       );
     } finally {
-      await ctl.shutdown();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await fx.close();
     }
   },
 );
@@ -120,19 +110,10 @@ Deno.test(
   "client through the embedded relay: the account key is replaced only with proof of the old one",
   opts,
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "pharos-client-test-" });
-    const ctl = await startController(resolveConfig({
-      state: `${dir}/state`,
-      "ui-listen": "127.0.0.1:0",
-      "relay-listen": "127.0.0.1:0",
-      "relay-hosts": "127.0.0.1",
-      "log-level": "error",
-    }, () => undefined));
+    const fx = await relayController({ prefix: "pharos-client-test-" });
+    const { ctl, dir } = fx;
     try {
-      const port = ctl.relays.embedded!.port;
-      const user = ctl.accounts.createUser("cli:test", "bea@example.com");
-      const ticket = ctl.accounts.createTicket("bea@example.com");
-      const link = buildJoinLink({ ...parseJoinLink(ticket.url), relay: `127.0.0.1:${port}` });
+      const { user, link } = fx.invite("bea@example.com");
       const state = `${dir}/client`;
       const OLD = "the old passphrase", NEW = "the new passphrase";
       const env = (vars: Record<string, string>) => (n: string) => vars[n];
@@ -235,8 +216,7 @@ Deno.test(
         channel.close();
       }
     } finally {
-      await ctl.shutdown();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await fx.close();
     }
   },
 );

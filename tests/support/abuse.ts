@@ -192,12 +192,17 @@ export function connectionsOn(pid: number, ports: number[]): number {
 
 /** Child process ids of `pid` (Linux /proc; empty when unknown). */
 export function childPids(pid: number): number[] {
+  // Each thread has its own children list: Deno spawns from more than the main thread.
+  const out: number[] = [];
   try {
-    return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/)
-      .filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
+    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        const text = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/children`);
+        out.push(...text.trim().split(/\s+/).filter(Boolean).map(Number));
+      } catch { /* the thread ended meanwhile */ }
+    }
+  } catch { /* the process is gone */ }
+  return out;
 }
 
 /**

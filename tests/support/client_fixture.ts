@@ -1,9 +1,15 @@
 /**
- * An in-memory AccountSync behind a relay for core/client unit tests: a
- * real fleet PKI (relay leaf, Device-CA leaves issued from the client's
- * CSR), a real Ed25519 signing key and real sealed profiles — only the
- * socket is missing. Knobs let a test play the attacker: another chain,
- * another signing key, an older revision, a tampered bundle.
+ * What clients enroll and sync against in tests.
+ *
+ * - `fakeAccountSync`: an in-memory AccountSync behind a relay for
+ *   core/client unit tests: a real fleet PKI (relay leaf, Device-CA leaves
+ *   issued from the client's CSR), a real Ed25519 signing key and real
+ *   sealed profiles — only the socket is missing. Knobs let a test play the
+ *   attacker: another chain, another signing key, an older revision, a
+ *   tampered bundle.
+ * - `relayController`: the real thing for integration tests: a controller
+ *   on a fresh state with its embedded relay on loopback, and join links
+ *   that point at that relay.
  */
 import * as pki from "../../core/pki/mod.ts";
 import { buildJoinLink, newEnrollmentToken, rootFingerprint } from "../../core/profile/mod.ts";
@@ -24,6 +30,11 @@ import type {
 } from "../../core/client/mod.ts";
 import { ClientError, keyChallengeBinding } from "../../core/client/mod.ts";
 import { KeyChallenges } from "../../controller/accounts/key_challenges.ts";
+import { resolveConfig } from "../../controller/config.ts";
+import { type RunningController, startController } from "../../controller/serve.ts";
+import type { Actor } from "../../controller/service/service.ts";
+import type { User } from "../../controller/service/users.ts";
+import { WAIT_MS, within } from "./wait.ts";
 import { makeFleet } from "./pki_fixture.ts";
 import { SAMPLE_PROFILE_TEXT } from "../unit/seal_support.ts";
 
@@ -172,4 +183,88 @@ export async function fakeAccountSync(relayHost = "relay.example"): Promise<Fake
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** A running controller whose embedded relay listens on loopback. */
+export interface RelayController {
+  ctl: RunningController;
+  /** The temp directory; the state is `${dir}/state`. */
+  dir: string;
+  /** The embedded relay's bound port. */
+  port: number;
+  /** The fleet's root CA (PEM), which join links pin. */
+  rootPem: string;
+  /** Adds a user and makes a join link for it (bound unless `unbound`). */
+  invite(email: string, opts?: LinkOptions): { user: User; link: string };
+  /** Another join link for an existing user. */
+  link(email: string, opts?: LinkOptions): string;
+  /** Shuts the controller down (bounded; once), keeping `dir`. */
+  stop(): Promise<void>;
+  /** Stops it and removes `dir`. */
+  close(): Promise<void>;
+}
+
+export interface LinkOptions {
+  unbound?: boolean;
+  actor?: Actor;
+}
+
+/**
+ * Starts a controller on a new temp state with its embedded relay on
+ * 127.0.0.1 (any port). Its join links name the relay by `relayHosts`'
+ * first entry (the name in the relay's certificate; default 127.0.0.1, so
+ * a client reaches it as the link says) and its bound port.
+ */
+export async function relayController(opts: {
+  prefix?: string;
+  relayHosts?: string;
+  logSink?: (line: string) => void;
+  onPeersChanged?: (nodeIds: string[]) => void;
+} = {}): Promise<RelayController> {
+  const dir = await Deno.makeTempDir({ prefix: opts.prefix ?? "pharos-relay-ctl-" });
+  const cfg = resolveConfig({
+    state: `${dir}/state`,
+    "ui-listen": "127.0.0.1:0",
+    "relay-listen": "127.0.0.1:0",
+    "relay-hosts": opts.relayHosts ?? "127.0.0.1",
+    "log-level": opts.logSink ? "info" : "error",
+  }, () => undefined);
+  let ctl: RunningController;
+  try {
+    ctl = await within(
+      startController(cfg, {
+        logSink: opts.logSink,
+        print: () => {},
+        onPeersChanged: opts.onPeersChanged,
+      }),
+      WAIT_MS,
+      "the controller to start",
+    );
+  } catch (e) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  const link = (email: string, o: LinkOptions = {}) =>
+    ctl.accounts.createTicket(email, { actor: o.actor, unbound: o.unbound }).url;
+  let stopped: Promise<void> | undefined;
+  const stop = () => stopped ??= within(ctl.shutdown(), WAIT_MS, "the controller to stop");
+  return {
+    ctl,
+    dir,
+    port: ctl.relays.embedded!.port,
+    rootPem: pki.certPem(ctl.state.pki.cas.root.cert),
+    invite(email, o = {}) {
+      const user = ctl.accounts.createUser(o.actor ?? "cli:test", email);
+      return { user, link: link(email, o) };
+    },
+    link,
+    stop,
+    async close() {
+      try {
+        await stop();
+      } finally {
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    },
+  };
 }

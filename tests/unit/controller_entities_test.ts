@@ -6,7 +6,7 @@ import { Revocations } from "../../controller/revocation.ts";
 import { ServiceError } from "../../controller/service/errors.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
 import { Service } from "../../controller/service/service.ts";
-import { PRESETS, SETTING_KEYS, Settings } from "../../controller/service/settings.ts";
+import { OWN_DEFAULTS, PRESET_KEYS, PRESETS, Settings } from "../../controller/service/settings.ts";
 import { Users } from "../../controller/service/users.ts";
 import { obfuscationsAlike } from "../../core/dataplane/obfuscation.ts";
 
@@ -99,17 +99,17 @@ Deno.test("settings: unset keys read as the personal preset; presets apply in on
     const settings = new Settings(svc);
     assert.deepEqual(
       Object.fromEntries(settings.list().map((s) => [s.key, s.value])),
-      PRESETS.personal,
+      { ...PRESETS.personal, ...OWN_DEFAULTS },
     );
     assert.ok(settings.list().every((s) => s.version === 0 && s.updatedAt === null));
     // Only the values that differ from what is stored are written.
-    assert.deepEqual(settings.applyPreset("cli:root", "personal"), SETTING_KEYS);
+    assert.deepEqual(settings.applyPreset("cli:root", "personal"), PRESET_KEYS);
     assert.deepEqual(settings.applyPreset("cli:root", "personal"), []);
     const changed = settings.applyPreset("cli:root", "enterprise");
-    assert.deepEqual(changed, SETTING_KEYS.filter((k) => k !== "reality.decoy"));
+    assert.deepEqual(changed, PRESET_KEYS.filter((k) => k !== "reality.decoy"));
     assert.equal(settings.get("audit.retention_days"), 365);
     assert.equal(settings.list().find((s) => s.key === "preset")?.version, 2);
-    assert.equal(entries(db).length, SETTING_KEYS.length + changed.length);
+    assert.equal(entries(db).length, PRESET_KEYS.length + changed.length);
 
     // deno-lint-ignore no-explicit-any
     const set = (k: any, v: any) => () => settings.set("cli:root", k, v);

@@ -157,7 +157,7 @@ function connect(): void {
     return;
   }
   ws.onmessage = (m) => {
-    let msg: { type?: string; seq?: number; epoch?: string };
+    let msg: { type?: string; seq?: number; epoch?: string; data?: unknown };
     try {
       msg = JSON.parse(String(m.data));
     } catch {
@@ -169,8 +169,9 @@ function connect(): void {
       epoch = msg.epoch ?? null;
       if (lastSeq === null && msg.seq !== undefined) lastSeq = String(msg.seq);
       setLive(true, "● live");
-      // Whatever changed while this tab was disconnected is on the server already.
-      if (connectedBefore) schedule(0);
+      // Whatever changed while this tab was disconnected (or, on a page that
+      // asks, since it was rendered: a running operation) is on the server already.
+      if (connectedBefore || document.querySelector("[data-refresh-on-connect]")) schedule(0);
       connectedBefore = true;
       return;
     }
@@ -179,6 +180,7 @@ function connect(): void {
       root.dataset.seq = lastSeq;
     }
     document.dispatchEvent(new CustomEvent("pharos:event", { detail: msg }));
+    if (msg.type === "observed" && !showsObserved(msg.data)) return;
     schedule();
   };
   ws.onclose = () => {
@@ -186,6 +188,22 @@ function connect(): void {
     setTimeout(connect, backoff);
     backoff = Math.min(backoff * 2, 10_000);
   };
+}
+
+/**
+ * Observed-state batches come up to once a second on a busy fleet: only a
+ * page that shows observed state refreshes for one — the fleet overview
+ * (`data-live-observed="*"`) or the page of a node the batch names.
+ */
+function showsObserved(data: unknown): boolean {
+  const d = (data ?? {}) as { node_ids?: unknown; count?: unknown };
+  const ids = Array.isArray(d.node_ids) ? d.node_ids.map(String) : [];
+  const partial = typeof d.count === "number" && d.count > ids.length;
+  for (const el of document.querySelectorAll("[data-live-observed]")) {
+    const want = el.getAttribute("data-live-observed") ?? "*";
+    if (want === "*" || partial || ids.includes(want)) return true;
+  }
+  return false;
 }
 
 globalThis.addEventListener("pharos:refresh", () => schedule(0));

@@ -1,8 +1,13 @@
 /** @jsxImportSource preact */
-/** Fleet overview: counts by state, the world map, the node list (filterable), onboarding form. */
+/**
+ * Fleet overview: counts by state, the world map (GeoIP positions from
+ * /api/geoip/positions where the database places a host, else the node's
+ * region code), the node list (filterable), onboarding form.
+ */
 import type { PageContext } from "./context.ts";
 import { loadAll, loadList } from "../lib/load.ts";
-import { type Obj, str } from "../lib/fields.ts";
+import { list, num, type Obj, str } from "../lib/fields.ts";
+import { regionPosition } from "../lib/regions.ts";
 import { Badge, Table } from "../components/bits.tsx";
 import { WorldMap } from "../components/world_map.tsx";
 import { ApiForm } from "../components/forms.tsx";
@@ -14,10 +19,21 @@ export default async function fleet(ctx: PageContext) {
   const status = ctx.url.searchParams.get("status") ?? "";
   const q = ctx.url.searchParams.get("q") ?? "";
   const offset = Math.max(0, Number(ctx.url.searchParams.get("offset")) || 0);
-  const [all, relays] = await Promise.all([
+  const [all, relays, geo] = await Promise.all([
     loadAll(ctx.api, "/api/nodes"),
     loadList(ctx.api, "/api/relays"),
+    ctx.api.get<Obj>("/api/geoip/positions"),
   ]);
+  const placed = new Map(list(geo, "items").map((p) => [`${str(p, "kind")}:${str(p, "id")}`, p]));
+  const geoOf = (kind: string, id: string) => {
+    const p = placed.get(`${kind}:${id}`);
+    if (!p) return { lat: null, lon: null, place: null };
+    return {
+      lat: num(p, "lat"),
+      lon: num(p, "lon"),
+      place: [str(p, "city"), str(p, "country")].filter(Boolean).join(", ") || null,
+    };
+  };
   const counts = new Map<string, number>();
   for (const n of all.items) counts.set(str(n, "status"), (counts.get(str(n, "status")) ?? 0) + 1);
   const ql = q.toLowerCase();
@@ -31,7 +47,7 @@ export default async function fleet(ctx: PageContext) {
   return {
     title: "Fleet",
     body: (
-      <section>
+      <section data-live-observed="*">
         <h1>Fleet</h1>
         <div class="stats" aria-label="Nodes by state">
           <div class="stat">
@@ -49,15 +65,26 @@ export default async function fleet(ctx: PageContext) {
         </div>
         <WorldMap
           assets={ctx.assets}
-          hosts={shown.map((n) => ({
-            id: str(n, "id"),
-            name: str(n, "name"),
-            state: str(n, "status"),
-            region: str(n, "region") || null,
-            lat: (n as Obj).lat as number | null,
-            lon: (n as Obj).lon as number | null,
-            href: `/nodes/${encodeURIComponent(str(n, "id"))}`,
-          }))}
+          credit={str(geo, "credit") || null}
+          hosts={[
+            ...shown.map((n) => ({
+              id: str(n, "id"),
+              name: str(n, "name"),
+              state: str(n, "status"),
+              region: str(n, "region") || null,
+              ...geoOf("node", str(n, "id")),
+              href: `/nodes/${encodeURIComponent(str(n, "id"))}`,
+            })),
+            ...(status || q ? [] : relays).map((r) => ({
+              id: str(r, "id"),
+              name: str(r, "host"),
+              state: str(r, "status"),
+              region: null,
+              kind: "relay" as const,
+              ...geoOf("relay", str(r, "id")),
+              href: "/relays",
+            })),
+          ]}
         />
         <h2>Nodes</h2>
         <form method="get" action="/" class="card" aria-label="Filter nodes">
@@ -86,6 +113,14 @@ export default async function fleet(ctx: PageContext) {
             { label: "State", cell: (n) => <Badge state={str(n, "status")} /> },
             { label: "Host", cell: (n) => <code>{str(n, "host")}</code> },
             { label: "Region", cell: (n) => str(n, "region", "—") },
+            {
+              label: "Map position",
+              cell: (n) => {
+                const g = geoOf("node", str(n, "id"));
+                if (g.lat !== null) return `GeoIP${g.place ? `: ${g.place}` : ""}`;
+                return regionPosition(str(n, "region")) ? "region code" : "not placed";
+              },
+            },
             {
               label: "Revision",
               cell: (n) => `${str(n, "appliedRevision")}/${str(n, "desiredRevision")}`,

@@ -30,7 +30,9 @@ export async function formAction({ api, form }: PostContext): Promise<Page | Res
     };
   }
   const body = formBody(form);
-  const r = await api.call(method, path, method === "DELETE" ? undefined : body, form._csrf);
+  // A DELETE carries a body only when the form has fields (a path's version).
+  const sent = method === "DELETE" && Object.keys(body).length === 0 ? undefined : body;
+  const r = await api.call(method, path, sent, form._csrf);
   if (r.status === 401) return redirect(`/login?next=${encodeURIComponent(back)}`);
   if (r.status === 409) return conflictPage(form, r.body, back);
   if (!r.ok) {

@@ -32,7 +32,7 @@ export default async function node(ctx: PageContext) {
   return {
     title: `Node ${str(n, "name")}`,
     body: (
-      <section>
+      <section data-live-observed={str(n, "id")}>
         <h1>
           Node {str(n, "name")} <Badge state={str(n, "status")} />
         </h1>

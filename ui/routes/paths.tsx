@@ -1,8 +1,9 @@
 /** @jsxImportSource preact */
 /**
  * Paths: cascades from an entry node to an exit node, with the inner
- * link's MTU; a form creates one, and each path has an exit switch (its
- * version goes along, so a stale switch shows the 409 page).
+ * link's MTU; a form creates one, and each path has an exit switch, an MTU
+ * change and a remove button (each sends the path's version, so a stale
+ * form shows the 409 page with the current values).
  */
 import type { PageContext } from "./context.ts";
 import { loadAll, loadList } from "../lib/load.ts";
@@ -75,6 +76,44 @@ export default async function paths(ctx: PageContext) {
                   </select>
                 </label>{" "}
                 <button type="submit">Switch exit</button>
+              </ApiForm>
+              <ApiForm
+                csrf={ctx.csrf}
+                api={`/api/paths/${encodeURIComponent(id)}`}
+                method="PATCH"
+                back="/paths"
+                nums={["version", "mtu"]}
+                class="inline"
+                label={`Change the MTU of the path from ${name(p, "entry")}`}
+              >
+                <input type="hidden" name="version" value={str(p, "version")} />
+                <label>
+                  MTU{" "}
+                  <input
+                    type="number"
+                    name="mtu"
+                    min="1280"
+                    max="9000"
+                    required
+                    value={field(p, "mtu") != null ? str(p, "mtu") : "1340"}
+                  />
+                </label>{" "}
+                <button type="submit">Change MTU</button>
+              </ApiForm>
+              <ApiForm
+                csrf={ctx.csrf}
+                api={`/api/paths/${encodeURIComponent(id)}`}
+                method="DELETE"
+                back="/paths"
+                nums={["version"]}
+                class="inline"
+                label={`Remove the path from ${name(p, "entry")} to ${name(p, "exit")}`}
+              >
+                <input type="hidden" name="version" value={str(p, "version")} />
+                <button type="submit" class="danger">
+                  Remove path {name(p, "entry")} → {name(p, "exit")}
+                </button>{" "}
+                <span class="muted">Its devices leave at {name(p, "entry")} again.</span>
               </ApiForm>
             </div>
           );

@@ -1,5 +1,8 @@
 /** @jsxImportSource preact */
-/** One user's sealed profiles: revision per device (never their contents), with "reseal". */
+/**
+ * One user's sealed profiles: revision per device (never their contents),
+ * with "reseal" (an operation whose page shows the progress live).
+ */
 import type { PageContext } from "./context.ts";
 import { list } from "../lib/fields.ts";
 import { ApiForm } from "../components/forms.tsx";
@@ -25,14 +28,16 @@ export default async function profile(ctx: PageContext) {
         />
         <ApiForm
           csrf={ctx.csrf}
-          api={`/api/profiles/${encodeURIComponent(id)}/reseal`}
+          api="/api/profiles/reseal"
           back={`/profiles/${encodeURIComponent(id)}`}
           label="Reseal profiles"
         >
+          <input type="hidden" name="user_id" value={id} />
           <p>
             <button type="submit">Reseal profiles</button>{" "}
             <span class="muted">
-              Builds and seals every device profile again; each gets a new revision.
+              Builds and seals every device profile again; each gets a new revision. The next page
+              shows the progress live.
             </span>
           </p>
         </ApiForm>
