@@ -26,10 +26,10 @@ import { createLogger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
 import { RelayPolicy } from "../../core/relay_policy.ts";
 import { listenForController } from "../../relay/controller_listener.ts";
-import { duplexPair } from "../../relay/transport.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
 import { nodeToWeb } from "../../relay/web_node.ts";
 import { echoPkg } from "../support/echo_backend.ts";
+import { directTls, echoOn, type Leaf, sessionOver } from "../support/grpc_direct.ts";
 import { CALL_DEADLINE_MS, deadline, unary } from "../support/relay_harness.ts";
 import { closeClients, until, WAIT_MS, within } from "../support/wait.ts";
 
@@ -261,22 +261,8 @@ Deno.test({
 });
 
 /** A TLS connection into `accept` with `leaf` as the client, and an HTTP/2 session on it. */
-async function grpcConnection(
-  accept: (c: Duplex) => void,
-  caPem: string,
-  leaf: { keyPem: string; chainPem: string },
-) {
-  const [mine, theirs] = duplexPair();
-  accept(theirs);
-  const socket = tls.connect({
-    socket: mine as any,
-    servername: "coxswain-grpc",
-    ca: caPem,
-    key: leaf.keyPem,
-    cert: leaf.chainPem,
-    ALPNProtocols: ["h2"],
-  });
-  socket.on("error", () => {});
+async function grpcConnection(accept: (c: Duplex) => void, caPem: string, leaf: Leaf) {
+  const socket = directTls(accept, caPem, leaf);
   await within(
     new Promise<void>((resolve, reject) => {
       socket.once("secureConnect", resolve);
@@ -288,35 +274,12 @@ async function grpcConnection(
   const serial = pki.serialOf(
     pki.parseCertificate(new Uint8Array(socket.getPeerCertificate().raw)),
   );
-  const session = http2.connect("https://coxswain-grpc", { createConnection: () => socket });
-  session.on("error", () => {});
-  return { serial, session };
+  return { serial, session: sessionOver(socket) };
 }
 
 /** One Echo/Unary call on `session`; its grpc-status. */
 async function callStatus(session: http2.ClientHttp2Session): Promise<string | undefined> {
-  const req = session.request({
-    ":method": "POST",
-    ":path": "/pharos.test.v1.Echo/Unary",
-    "content-type": "application/grpc",
-    te: "trailers",
-    "grpc-timeout": `${CALL_DEADLINE_MS}m`,
-  });
-  req.end(new Uint8Array(5));
-  req.on("data", () => {});
-  req.on("error", () => {});
-  let status: string | undefined;
-  const grab = (h: http2.IncomingHttpHeaders) => {
-    if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
-  };
-  req.on("response", grab);
-  req.on("trailers", grab);
-  await within(
-    new Promise((r) => req.on("close", r)),
-    CALL_DEADLINE_MS + WAIT_MS,
-    "the call's stream to close",
-  );
-  return status;
+  return (await echoOn(session)).status;
 }
 
 Deno.test({

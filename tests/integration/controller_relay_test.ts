@@ -8,8 +8,6 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import http2 from "node:http2";
-import tls from "node:tls";
 import { resolveConfig } from "../../controller/config.ts";
 import { openDatabase } from "../../controller/db/sqlite.ts";
 import { Devices } from "../../controller/devices.ts";
@@ -20,9 +18,9 @@ import { startController } from "../../controller/serve.ts";
 import { serviceCert } from "../../controller/service_certs.ts";
 import { createLogger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
-import { duplexPair } from "../../relay/transport.ts";
 import { echoPkg } from "../support/echo_backend.ts";
-import { CALL_DEADLINE_MS, unary } from "../support/relay_harness.ts";
+import { directCall } from "../support/grpc_direct.ts";
+import { unary } from "../support/relay_harness.ts";
 import { runTestRelay, writeRelayMaterial } from "../support/remote_relay.ts";
 import { until, WAIT_MS, within } from "../support/wait.ts";
 
@@ -238,59 +236,6 @@ Deno.test({
     }
   },
 });
-
-/** One raw gRPC call straight into the controller's gRPC server with `leaf` as the TLS client. */
-async function directCall(
-  accept: (c: import("node:stream").Duplex) => void,
-  caPem: string,
-  leaf: { keyPem: string; chainPem: string },
-): Promise<{ status?: string; message?: string }> {
-  const [mine, theirs] = duplexPair();
-  accept(theirs);
-  const socket = tls.connect({
-    socket: mine as any,
-    servername: "coxswain-grpc",
-    ca: caPem,
-    key: leaf.keyPem,
-    cert: leaf.chainPem,
-    ALPNProtocols: ["h2"],
-  });
-  socket.on("error", () => {});
-  const session = http2.connect("https://coxswain-grpc", { createConnection: () => socket });
-  session.on("error", () => {});
-  try {
-    const req = session.request({
-      ":method": "POST",
-      ":path": "/pharos.test.v1.Echo/Unary",
-      "content-type": "application/grpc",
-      te: "trailers",
-      // The call's deadline (the test bounds its wait for the stream below too).
-      "grpc-timeout": `${CALL_DEADLINE_MS}m`,
-    });
-    req.end(new Uint8Array(5));
-    req.on("data", () => {});
-    req.on("error", () => {});
-    let out: { status?: string; message?: string } = {};
-    const grab = (h: http2.IncomingHttpHeaders) => {
-      if (h["grpc-status"] !== undefined) {
-        out = {
-          status: String(h["grpc-status"]),
-          message: decodeURIComponent(String(h["grpc-message"] ?? "")),
-        };
-      }
-    };
-    req.on("response", grab);
-    req.on("trailers", grab);
-    await within(
-      new Promise((r) => req.on("close", r)),
-      CALL_DEADLINE_MS + WAIT_MS,
-      "the direct call's stream to close",
-    );
-    return out;
-  } finally {
-    session.destroy();
-  }
-}
 
 Deno.test({
   name:
