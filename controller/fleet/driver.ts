@@ -27,6 +27,7 @@ import { createLogger, type Logger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
 import { formatConnectTarget } from "../../core/connect/mod.ts";
 import { type Db, statement } from "../db/sqlite.ts";
+import { holdHeapTrim } from "../../relay/heap_trim.ts";
 import { PolicySource } from "../relay/policy_source.ts";
 import type { ControllerTlsIdentity } from "../relay/dial.ts";
 import { Revocations } from "../revocation.ts";
@@ -45,7 +46,7 @@ import type {
   NodeMessage,
   NodeMethod,
 } from "./types.ts";
-import type { WorkerIdentity, WorkerNode } from "./wire.ts";
+import type { WorkerIdentity, WorkerMemory, WorkerNode } from "./wire.ts";
 import { type WorkerStats, WorkerSupervisor } from "./worker.ts";
 
 /** The actor of the driver's writes (audit log). */
@@ -143,6 +144,7 @@ export class FleetDriver implements NodeCaller {
   #again = false;
   #timers: ReturnType<typeof setInterval>[] = [];
   #unsubscribe: (() => void) | null = null;
+  #releaseTrim: (() => void) | null = null;
   #stopped = false;
 
   private constructor(
@@ -190,6 +192,9 @@ export class FleetDriver implements NodeCaller {
     d.#timers.push(setInterval(() => d.#heartbeats(), tick));
     d.#timers.push(setInterval(() => d.#checkTable(), d.#opts.tableCheckMs));
     d.#unsubscribe = d.#revocations.subscribe(() => void d.refresh());
+    // Relaying a sweep's thousands of calls and answers leaves freed native
+    // memory behind in this process too (relay/heap_trim.ts).
+    d.#releaseTrim = holdHeapTrim(d.#log);
     return d;
   }
 
@@ -214,6 +219,11 @@ export class FleetDriver implements NodeCaller {
   /** The worker process: starts and crashes so far (the crash rate goes in reports). */
   get workerStats(): Readonly<WorkerStats> {
     return this.#worker.stats;
+  }
+
+  /** The gRPC worker's memory (RSS, V8 heap), or null when it does not answer. */
+  workerMemory(): Promise<WorkerMemory | null> {
+    return this.#worker.memory();
   }
 
   /** Test hook: makes the gRPC worker abort (the driver restarts it). */
@@ -272,6 +282,7 @@ export class FleetDriver implements NodeCaller {
     this.#stopped = true;
     for (const t of this.#timers) clearInterval(t);
     this.#unsubscribe?.();
+    this.#releaseTrim?.();
     await this.#reloading;
     await this.#worker.stop();
     await this.#routes.close();

@@ -85,6 +85,8 @@ class NodeConn {
       "grpc.max_reconnect_backoff_ms": 5000,
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
       "grpc.max_send_message_length": 64 * 1024 * 1024,
+      // channelz keeps call counters and a trace per channel and subchannel; nothing reads them.
+      "grpc.enable_channelz": 0,
     }) as AnyClient;
     this.#openWatch();
   }
@@ -145,7 +147,12 @@ class NodeConn {
   #classify(err: grpc.ServiceError): CallError {
     const details = err.details || err.message;
     if (err.code === grpc.status.DEADLINE_EXCEEDED) {
-      this.timeouts++;
+      // Only a connected channel that swallows calls is suspect: one still
+      // connecting (many handshakes at a controller start) is left to finish,
+      // or a re-dial storm would undo every handshake in progress.
+      if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) {
+        this.timeouts++;
+      }
       return wireError("timeout", `no answer before the deadline (${details})`, err.code);
     }
     if (err.code === grpc.status.UNAVAILABLE) {

@@ -30,8 +30,20 @@ export type ToWorker =
   | { t: "identity"; identity: WorkerIdentity }
   | { t: "nodes"; nodes: WorkerNode[] }
   | { t: "call"; id: number; nodeId: string; method: string; request: unknown; timeoutMs: number }
+  /** Asks for the worker's memory figures (answered with a "memory" line). */
+  | { t: "memory"; id: number }
   /** Test hook: the worker aborts at once (proves the supervisor). */
   | { t: "crash" };
+
+/** The worker process's memory (bytes), as Deno.memoryUsage() gives it. */
+export interface WorkerMemory {
+  rss: number;
+  /** V8 heap in use and reserved. */
+  heapUsed: number;
+  heapTotal: number;
+  /** Memory of JS objects bound to native ones (buffers). */
+  external: number;
+}
 
 export interface WireError {
   /** FleetError code (see errors.ts). */
@@ -46,6 +58,7 @@ export type FromWorker =
   | { t: "reply"; id: number; ok: true; response: unknown }
   | { t: "reply"; id: number; ok: false; error: WireError }
   | { t: "event"; nodeId: string; event: unknown }
+  | { t: "memory"; id: number; usage: WorkerMemory }
   | { t: "watch"; nodeId: string; state: "open" | "ended"; reason?: string }
   | {
     t: "log";

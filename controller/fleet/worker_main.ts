@@ -7,6 +7,8 @@
  * leave as JSON lines on stdout (wire.ts). It exits when stdin ends (the
  * parent is gone).
  */
+import type { Logger } from "../../core/log.ts";
+import { holdHeapTrim } from "../../relay/heap_trim.ts";
 import { NodeClients } from "./node_clients.ts";
 import { decodeBytes, encodeBytes, type FromWorker, readLines, type ToWorker } from "./wire.ts";
 
@@ -22,6 +24,24 @@ function emit(m: FromWorker): void {
   }
 }
 
+/** The worker's logs go to the parent, which writes them with its own. */
+function workerLog(base: Record<string, unknown> = {}): Logger {
+  const line =
+    (level: "debug" | "info" | "warn" | "error") =>
+    (msg: string, fields: Record<string, unknown> = {}) =>
+      emit({ t: "log", level, msg, fields: { ...base, ...fields } });
+  return {
+    debug: line("debug"),
+    info: line("info"),
+    warn: line("warn"),
+    error: line("error"),
+    child: (fields) => workerLog({ ...base, ...fields }),
+  };
+}
+
+// A thousand TLS sessions leave glibc's heap full of freed chunks after a
+// burst of (re)connects; give them back (relay/heap_trim.ts).
+holdHeapTrim(workerLog());
 const clients = new NodeClients(emit);
 emit({ t: "ready", pid: Deno.pid });
 for await (const line of readLines(Deno.stdin.readable)) {
@@ -49,6 +69,11 @@ for await (const line of readLines(Deno.stdin.readable)) {
         (r) => emit({ t: "reply", id: cmd.id, ...r }),
       );
       break;
+    case "memory": {
+      const { rss, heapUsed, heapTotal, external } = Deno.memoryUsage();
+      emit({ t: "memory", id: cmd.id, usage: { rss, heapUsed, heapTotal, external } });
+      break;
+    }
     case "crash":
       Deno.exit(70);
   }

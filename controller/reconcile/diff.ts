@@ -33,6 +33,8 @@ export interface NodeMemory {
   policyKey: string | null;
   /** Estimated start of the agent run (s since the epoch) when last observed. */
   agentStart: number | null;
+  /** How far off that estimate may be (s): agentSlackOf() of that observation. */
+  agentStartSlack?: number;
   /** The agent's uptime (s) when last observed. */
   uptime: number | null;
   /** linkKey() of each inner link last configured, by node_links id. */
@@ -64,6 +66,13 @@ export interface DiffOptions {
 
 /** The agent run's start (s since the epoch), from its uptime. */
 export const agentStartOf = (o: ObservedNode): number => o.at / 1000 - o.status.uptimeSeconds;
+
+/**
+ * How far agentStartOf() may be off (s): the node answered somewhere during
+ * the GetStatus call, which a loaded controller or fleet worker can stretch
+ * well past the restart tolerance.
+ */
+export const agentSlackOf = (o: ObservedNode): number => (o.callMs ?? 0) / 1000;
 
 /** The text that changes when an inner link must be re-created. */
 export function linkKey(l: DesiredLink): string {
@@ -135,7 +144,8 @@ export function diffNode(
   // Uptime going back catches a quick restart; a start that moved, one between sweeps far apart.
   const restarted = (memory.uptime !== null && st.uptimeSeconds < memory.uptime) ||
     (memory.agentStart !== null &&
-      Math.abs(agentStartOf(observed) - memory.agentStart) > tolerance);
+      Math.abs(agentStartOf(observed) - memory.agentStart) >
+        tolerance + agentSlackOf(observed) + (memory.agentStartSlack ?? 0));
   const reason = memory.policyKey === null
     ? "first contact of this controller run"
     : memory.policyKey !== key

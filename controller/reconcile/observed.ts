@@ -78,6 +78,8 @@ function trafficOf(ps: Obj): PeerTraffic | undefined {
 export interface ObservedNode {
   /** When the status was read (ms since the epoch). */
   at: number;
+  /** How long that GetStatus call took (ms); the node answered within it. */
+  callMs?: number;
   status: ObservedStatus;
   /** The client interface's configured peers, by public key. */
   awgPeers: Map<string, ObservedPeer>;

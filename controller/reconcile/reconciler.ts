@@ -17,7 +17,14 @@ import type { Logger } from "../../core/log.ts";
 import type { NodeCaller, NodeMessage, NodeMethod } from "../fleet/types.ts";
 import type { Actor, Service } from "../service/service.ts";
 import { buildDesired, type DesiredNode, type Identity, readFleetRows } from "./desired.ts";
-import { agentStartOf, diffNode, type DiffOptions, emptyMemory, type NodeMemory } from "./diff.ts";
+import {
+  agentSlackOf,
+  agentStartOf,
+  diffNode,
+  type DiffOptions,
+  emptyMemory,
+  type NodeMemory,
+} from "./diff.ts";
 import { AuditFollower } from "./changes.ts";
 import { ReconcileError } from "./errors.ts";
 import { type ObservedNode, parseAwgPeers, parseStatus, parseXrayPeers } from "./observed.ts";
@@ -449,8 +456,10 @@ export class Reconciler {
   }
 
   async #observe(id: string): Promise<void> {
+    const sent = Date.now();
     const status = parseStatus(await this.#call(id, "GetStatus", {}));
     const at = Date.now(); // when the uptime was current (the agent-start estimate uses it)
+    const callMs = at - sent;
     const awgPeers = parseAwgPeers(await this.#call(id, "ListPeers", { protocol: AWG }));
     const xrayPeers = status.xray.configured
       ? parseXrayPeers(await this.#call(id, "ListPeers", { protocol: XRAY }))
@@ -467,7 +476,7 @@ export class Reconciler {
         }
       }
     }
-    const observed = { at, status, awgPeers, xrayPeers };
+    const observed = { at, callMs, status, awgPeers, xrayPeers };
     this.#observed.set(id, observed);
     for (const fn of this.#observers) {
       try {
@@ -490,6 +499,7 @@ export class Reconciler {
     }
     const steps = diffNode(d, o, mem, this.#o.diff);
     mem.agentStart = agentStartOf(o);
+    mem.agentStartSlack = agentSlackOf(o);
     mem.uptime = o.status.uptimeSeconds;
     for (const step of steps) done.push(await runStep(this.#ctx, d, o, mem, step));
   }

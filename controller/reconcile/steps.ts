@@ -8,7 +8,7 @@
 import type { NodeMessage, NodeMethod } from "../fleet/types.ts";
 import type { Actor, Service } from "../service/service.ts";
 import { type DesiredNode, policyKey } from "./desired.ts";
-import { agentStartOf, linkKey, type NodeMemory, type Step } from "./diff.ts";
+import { agentSlackOf, agentStartOf, linkKey, type NodeMemory, type Step } from "./diff.ts";
 import type { ObservedNode } from "./observed.ts";
 import { openPsk, type Sealer } from "./psk.ts";
 import {
@@ -82,6 +82,7 @@ export async function runStep(
       await ctx.call(id, "SetNetworkConfig", networkConfigRequest(step.policy));
       mem.policyKey = policyKey(step.policy);
       mem.agentStart = agentStartOf(o);
+      mem.agentStartSlack = agentSlackOf(o);
       return { step, heal: step.heal };
     }
     case "configure-link": {

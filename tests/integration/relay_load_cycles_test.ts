@@ -108,11 +108,12 @@ Deno.test({
         } finally {
           for (const c of clients) c.close();
         }
-        assert.ok(
-          rig.relay.proc.alive,
-          `cycle ${cycle}: the relay died:\n${rig.relay.proc.tail()}`,
-        );
-        const s = await settle(pid);
+        const died = () => `cycle ${cycle}: the relay died:\n${rig.relay.proc.tail()}`;
+        assert.ok(rig.relay.proc.alive, died());
+        // The task runner may outlive the relay a moment: its own pid is what counts.
+        const s = await settle(pid).catch((e) => {
+          throw new Error(`${(e as Error).message}\n${died()}`);
+        });
         assert.ok(s.settled, `cycle ${cycle}: the relay's RSS did not settle within 30 s`);
         settled.push(s.rss);
       }

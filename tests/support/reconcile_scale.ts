@@ -2,7 +2,12 @@
  * One scale of the reconcile benchmark (tests/bench/reconcile.ts), run in a
  * process of its own so its memory figures are its own: a controller state
  * with `count` nodes of PEERS_PER_NODE peers each, the simulated nodes in a
- * child process (sim_nodes_main.ts), the Reconciler over a direct NodeCaller.
+ * child process (sim_nodes_main.ts), and the Reconciler calling them
+ * - "fleet": through the real fleet driver, as `deno task controller` runs
+ *   it (its gRPC clients and WatchEvents streams in the worker child
+ *   process; the controller process and the worker are measured apart);
+ * - "direct": through a grpc-js NodeCaller in the measured process itself;
+ * - "memory": without a network (the loop's own cost).
  */
 import { Reconciler } from "../../controller/reconcile/reconciler.ts";
 import { peerPskLabel, sealPsk } from "../../controller/reconcile/psk.ts";
@@ -13,7 +18,12 @@ import { openDatabase } from "../../controller/db/sqlite.ts";
 import { Keystore } from "../../controller/keystore.ts";
 import { Service } from "../../controller/service/service.ts";
 import { InMemorySimCaller, simIp, simKey } from "./sim_nodes.ts";
-import type { NodeCaller } from "../../controller/fleet/types.ts";
+import type { NodeCaller, NodeMessage, NodeMethod } from "../../controller/fleet/types.ts";
+import { type FleetDriver, startFleetDriver } from "../../controller/fleet/driver.ts";
+import { type ControllerState, openState } from "../../controller/state.ts";
+import * as pki from "../../core/pki/mod.ts";
+import type { Sealer } from "../../controller/reconcile/psk.ts";
+import { stateFleet } from "./fleet.ts";
 import { percentile } from "../bench/harness.ts";
 import { decodeText } from "../../core/encoding.ts";
 
@@ -38,10 +48,18 @@ const OBFUSCATION = JSON.stringify({
 
 export interface ScaleResult {
   nodes: number;
+  /** "fleet": from the driver's start until every node answered GetStatus; else 0. */
+  connectMs: number;
   coldMs: number;
   steadyMs: number;
+  /** The controller process (fleet: without its gRPC worker). */
   rssBeforeMb: number;
   rssAfterMb: number;
+  /** The fleet driver's gRPC worker process after the sweeps ("fleet" only; else 0). */
+  workerRssMb: number;
+  workerHeapUsedMb: number;
+  workerHeapTotalMb: number;
+  workerExternalMb: number;
   /** V8 heap in use (after a full GC). */
   heapBeforeMb: number;
   heapAfterMb: number;
@@ -52,6 +70,8 @@ export interface ScaleResult {
   /** CPU seconds per steady sweep: the controller process, the simulated nodes. */
   cpuPerSweepS: number;
   simCpuPerSweepS: number;
+  /** CPU seconds per steady sweep of the fleet driver's worker (0 without one). */
+  workerCpuPerSweepS: number;
   healMs: number[];
 }
 
@@ -105,12 +125,21 @@ function lineReader(stream: ReadableStream<Uint8Array>) {
   };
 }
 
-/** How the controller reaches the simulated nodes. */
-export type ScaleMode = "grpc" | "memory";
+/** How the controller reaches the simulated nodes (see the top of this file). */
+export type ScaleMode = "fleet" | "direct" | "memory";
+export const SCALE_MODES: readonly ScaleMode[] = ["fleet", "direct", "memory"];
 
 /** The simulated fleet as one scale run drives it. */
 interface SimDriver {
   caller: NodeCaller & { counts?: Map<string, number> };
+  /** The fleet driver's worker memory, when there is one. */
+  workerMemory?: () => ReturnType<FleetDriver["workerMemory"]>;
+  /** When the fleet driver started (performance.now()). */
+  startedAt?: number;
+  /** The fleet driver's view: the node answered a heartbeat. */
+  healthy?: (nodeId: string) => boolean;
+  /** CPU seconds of the fleet driver's worker so far (0 without one). */
+  workerCpu?: () => Promise<number>;
   /** RSS of the simulated nodes' own process (MB), if apart. */
   simRssMb: number;
   /** CPU seconds of the simulated nodes' process so far, if apart. */
@@ -121,9 +150,15 @@ interface SimDriver {
   close(): Promise<void>;
 }
 
-async function grpcDriver(ids: string[]): Promise<SimDriver> {
-  const pki = await agentPki();
-  const nodeLeaf = await pki.fleet.issue({ kind: "node", host: "localhost" });
+/** The node certificate every simulated node presents, and the CA it chains to. */
+interface SimIdentity {
+  chainPem: string;
+  keyPem: string;
+  rootPem: string;
+}
+
+/** The simulated nodes' process: ports in node order, and its control. */
+async function startSim(count: number, id: SimIdentity) {
   const sim = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", SIM_MAIN],
     stdin: "piped",
@@ -133,13 +168,7 @@ async function grpcDriver(ids: string[]): Promise<SimDriver> {
   const simIn = sim.stdin.getWriter();
   const send = (o: unknown) => simIn.write(new TextEncoder().encode(JSON.stringify(o) + "\n"));
   const simOut = lineReader(sim.stdout);
-  const caller = new DirectNodeCaller({
-    rootPem: pki.fleet.rootPem,
-    chainPem: pki.controller.chainPem,
-    keyPem: pki.controller.keyPem,
-  });
   const close = async () => {
-    caller.close();
     await send({ op: "stop" }).catch(() => {});
     await simIn.close().catch(() => {});
     const timer = setTimeout(() => sim.kill("SIGKILL"), 30_000);
@@ -147,27 +176,17 @@ async function grpcDriver(ids: string[]): Promise<SimDriver> {
     clearTimeout(timer);
   };
   try {
-    await send({
-      count: ids.length,
-      peersPerNode: PEERS_PER_NODE,
-      chainPem: nodeLeaf.chainPem,
-      keyPem: nodeLeaf.keyPem,
-      rootPem: pki.fleet.rootPem,
-    });
+    await send({ count, peersPerNode: PEERS_PER_NODE, ...id });
     const ready = await simOut.next((o) => o.ready === true, 600_000);
-    const ports = ready.ports as number[];
-    ids.forEach((id, i) =>
-      caller.set(id, { target: `127.0.0.1:${ports[i]}`, serverName: "localhost" })
-    );
     return {
-      caller,
-      simRssMb: Number(ready.rssKb) / 1024,
-      simCpu: () => cpuSeconds(sim.pid),
-      async removePeer(i, j) {
+      ports: ready.ports as number[],
+      rssMb: Number(ready.rssKb) / 1024,
+      cpu: () => cpuSeconds(sim.pid),
+      async removePeer(i: number, j: number) {
         simOut.clear();
         await send({ op: "remove-peer", node: i, peer: j });
       },
-      async readded(i, j) {
+      async readded(i: number, j: number) {
         await simOut.next((o) => o.addPeer === i && o.key === simKey(i, j), 120_000);
       },
       close,
@@ -176,6 +195,120 @@ async function grpcDriver(ids: string[]): Promise<SimDriver> {
     await close();
     throw e;
   }
+}
+
+async function directDriver(ids: string[]): Promise<SimDriver> {
+  const pki = await agentPki();
+  const nodeLeaf = await pki.fleet.issue({ kind: "node", host: "localhost" });
+  const sim = await startSim(ids.length, {
+    chainPem: nodeLeaf.chainPem,
+    keyPem: nodeLeaf.keyPem,
+    rootPem: pki.fleet.rootPem,
+  });
+  const caller = new DirectNodeCaller({
+    rootPem: pki.fleet.rootPem,
+    chainPem: pki.controller.chainPem,
+    keyPem: pki.controller.keyPem,
+  });
+  ids.forEach((id, i) =>
+    caller.set(id, { target: `127.0.0.1:${sim.ports[i]}`, serverName: "localhost" })
+  );
+  return {
+    caller,
+    simRssMb: sim.rssMb,
+    simCpu: sim.cpu,
+    removePeer: sim.removePeer,
+    readded: sim.readded,
+    close: async () => {
+      caller.close();
+      await sim.close();
+    },
+  };
+}
+
+/** Counts the calls a NodeCaller passes on, by method. */
+class CountingCaller implements NodeCaller {
+  readonly counts = new Map<string, number>();
+  constructor(private readonly inner: NodeCaller) {}
+  call(nodeId: string, method: NodeMethod, request: NodeMessage, opts?: { timeoutMs?: number }) {
+    this.counts.set(method, (this.counts.get(method) ?? 0) + 1);
+    return this.inner.call(nodeId, method, request, opts);
+  }
+}
+
+const SIM_FILE = "sim-identity.json";
+const PORTS_FILE = "sim-ports.json";
+
+/**
+ * "fleet": the nodes, pinned to the simulated nodes' certificate (issued by
+ * the state's Fleet CA), written by a writer process once the simulated
+ * nodes listen; then the real fleet driver over the state.
+ */
+async function fleetDriver(
+  tmp: string,
+  count: number,
+): Promise<SimDriver & { state: ControllerState }> {
+  await runWriter(["write-state", tmp]);
+  const id = JSON.parse(await Deno.readTextFile(`${tmp}/${SIM_FILE}`)) as SimIdentity;
+  const sim = await startSim(count, id);
+  let state: ControllerState | null = null;
+  let driver: FleetDriver | null = null;
+  try {
+    await Deno.writeTextFile(`${tmp}/${PORTS_FILE}`, JSON.stringify(sim.ports));
+    await runWriter(["write", tmp, String(count), "fleet"]);
+    state = await openState(`${tmp}/controller`);
+    // Heartbeats are not what is measured: rare and patient, so that a loaded
+    // machine (the simulated nodes share its cores) marks no node unreachable.
+    const startedAt = performance.now();
+    driver = await startFleetDriver(state, { pollIntervalMs: 60_000, pollTimeoutMs: 30_000 });
+    const d = driver;
+    return {
+      state,
+      caller: new CountingCaller(d),
+      workerMemory: () => d.workerMemory(),
+      startedAt,
+      healthy: (nodeId) => d.status(nodeId)?.health === "healthy",
+      workerCpu: () => d.workerStats.pid ? cpuSeconds(d.workerStats.pid) : Promise.resolve(0),
+      simRssMb: sim.rssMb,
+      simCpu: sim.cpu,
+      removePeer: sim.removePeer,
+      readded: sim.readded,
+      close: async () => {
+        await d.stop();
+        await sim.close();
+        state?.close();
+      },
+    };
+  } catch (e) {
+    await driver?.stop();
+    await sim.close();
+    state?.close();
+    throw e;
+  }
+}
+
+async function runWriter(args: string[]): Promise<void> {
+  const writer = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", SCALE_MAIN, ...args],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!writer.success) throw new Error(`reconcile bench: writer ${args.join(" ")} failed`);
+}
+
+/** A new controller state under `tmp` and the certificate the simulated nodes present. */
+export async function writeState(tmp: string): Promise<void> {
+  const state = await openState(`${tmp}/controller`, { create: true });
+  const fleet = await stateFleet(state);
+  const leaf = await fleet.fleet.issue({ kind: "node", host: "localhost" });
+  const id: SimIdentity & { certPem: string } = {
+    chainPem: leaf.chainPem,
+    keyPem: leaf.keyPem,
+    rootPem: fleet.fleet.rootPem,
+    certPem: pki.certPem(leaf.cert),
+  };
+  await Deno.writeTextFile(`${tmp}/${SIM_FILE}`, JSON.stringify(id));
+  state.close();
 }
 
 function memoryDriver(ids: string[]): SimDriver {
@@ -203,39 +336,64 @@ const nodeIds = (count: number) => Array.from({ length: count }, (_, i) => `sim-
 
 /**
  * Desired state matching what the simulated nodes hold (a fleet in step),
- * written into a new state under `dir` (run in a process of its own: the
- * thousands of writes must not weigh on the measured process).
+ * written into the state under `tmp` (run in a process of its own: the
+ * thousands of writes must not weigh on the measured process). "fleet":
+ * into the state writeState made, each node pinned to the simulated
+ * nodes' certificate at its port; otherwise into a new bare state.
  */
-export async function writeFleet(dir: string, count: number): Promise<void> {
-  const f = await controllerFixture(dir);
+export async function writeFleet(tmp: string, count: number, fleet: boolean): Promise<void> {
+  let service: Service, sealer: Sealer, close: () => void;
+  let node: (i: number) => Record<string, string | number> = () => ({
+    host: "127.0.0.1",
+    cert_pem: "(simulated: not used)",
+  });
+  if (fleet) {
+    const state = await openState(`${tmp}/controller`);
+    service = new Service(state.db);
+    sealer = state.keystore;
+    close = () => state.close();
+    const id = JSON.parse(await Deno.readTextFile(`${tmp}/${SIM_FILE}`));
+    const ports = JSON.parse(await Deno.readTextFile(`${tmp}/${PORTS_FILE}`)) as number[];
+    const serial = pki.serialOf(pki.parseCertificate(id.certPem));
+    node = (i) => ({
+      host: "127.0.0.1",
+      control_port: ports[i],
+      cert_pem: id.certPem,
+      cert_serial: serial,
+    });
+  } else {
+    const f = await controllerFixture(tmp);
+    service = f.service;
+    sealer = f.keystore;
+    close = f.close;
+  }
   const ids = nodeIds(count);
   const sealed: Uint8Array[][] = [];
   for (const nodeId of ids) {
     const row: Uint8Array[] = [];
     for (let j = 0; j < PEERS_PER_NODE; j++) {
       const psk = crypto.getRandomValues(new Uint8Array(32)).toBase64();
-      row.push(await sealPsk(f.keystore, psk, peerPskLabel(`${nodeId}-${j}`)));
+      row.push(await sealPsk(sealer, psk, peerPskLabel(`${nodeId}-${j}`)));
     }
     sealed.push(row);
   }
-  f.service.transaction(() => {
+  service.transaction(() => {
     for (const [i, nodeId] of ids.entries()) {
-      f.service.mutate(
+      service.mutate(
         { actor: ACTOR, action: "node.create", target: { type: "node", id: nodeId } },
         (tx) =>
           tx.insert({
             name: `sim-${i}`,
-            host: "127.0.0.1",
             status: "active",
-            cert_pem: "(simulated: not used)",
             masquerade: 0,
             obfuscation: OBFUSCATION,
             created_at: tx.now,
+            ...node(i),
           }),
       );
       for (let j = 0; j < PEERS_PER_NODE; j++) {
         const id = `${nodeId}-${j}`;
-        f.service.mutate(
+        service.mutate(
           { actor: ACTOR, action: "node_peer.create", target: { type: "node_peer", id } },
           (tx) =>
             tx.insert({
@@ -249,7 +407,27 @@ export async function writeFleet(dir: string, count: number): Promise<void> {
       }
     }
   });
-  f.close();
+  close();
+}
+
+/** Resolves once every node answered a GetStatus (32 at a time, each retried, bounded). */
+async function everyNodeAnswers(caller: NodeCaller, ids: string[]): Promise<void> {
+  const end = Date.now() + 300_000;
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next < ids.length) {
+      const id = ids[next++];
+      for (;;) {
+        try {
+          await caller.call(id, "GetStatus", {}, { timeoutMs: 30_000 });
+          break;
+        } catch (e) {
+          if (Date.now() > end) throw new Error(`reconcile bench: ${id} never answered: ${e}`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    }
+  }));
 }
 
 const calls = (c: SimDriver["caller"]) =>
@@ -257,30 +435,49 @@ const calls = (c: SimDriver["caller"]) =>
 
 export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult> {
   const tmp = await Deno.makeTempDir({ prefix: "pharos-reconcile-bench-" });
-  const writer = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", SCALE_MAIN, "write", tmp, String(count)],
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  if (!writer.success) throw new Error(`reconcile bench: writing ${count} nodes failed`);
-  const db = openDatabase(`${tmp}/controller/pharos.db`);
-  const service = new Service(db);
-  const keystore = await Keystore.open(`${tmp}/controller`);
   const ids = nodeIds(count);
   let sim: SimDriver | null = null;
   let rec: Reconciler | null = null;
+  let service: Service, sealer: Sealer;
+  let close = () => {};
   try {
-    sim = mode === "grpc" ? await grpcDriver(ids) : memoryDriver(ids);
+    if (mode === "fleet") {
+      const f = await fleetDriver(tmp, count);
+      sim = f;
+      service = new Service(f.state.db);
+      sealer = f.state.keystore;
+    } else {
+      await runWriter(["write", tmp, String(count), "bare"]);
+      const db = openDatabase(`${tmp}/controller/pharos.db`);
+      service = new Service(db);
+      sealer = await Keystore.open(`${tmp}/controller`);
+      close = () => db.close();
+      sim = mode === "direct" ? await directDriver(ids) : memoryDriver(ids);
+    }
     (globalThis as { gc?: () => void }).gc?.();
     const { rss: rssBefore, heapUsed: heapBefore } = Deno.memoryUsage();
     rec = new Reconciler({
       service,
       caller: sim.caller,
-      sealer: keystore,
+      sealer,
       intervalMs: INTERVAL_MS,
       concurrency: 32,
       callTimeoutMs: 30_000,
     });
+    // "fleet": the driver dials every node at its start; the first sweep
+    // begins once each answers (bounded), as after a controller start.
+    let connectMs = 0;
+    if (mode === "fleet") {
+      await everyNodeAnswers(sim.caller, ids);
+      connectMs = performance.now() - (sim.startedAt ?? 0);
+      // Each node's first heartbeat records it (a write per node, each audited):
+      // done before the sweeps, so they measure reconcile only.
+      const end = Date.now() + 120_000;
+      while (!ids.every((id) => sim!.healthy?.(id))) {
+        if (Date.now() > end) throw new Error("reconcile bench: first heartbeats took > 120 s");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     const cold = await rec.sweep();
     if (cold.errors > 0 || cold.heals > 0) {
       throw new Error(
@@ -290,20 +487,26 @@ export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult
     const calls0 = calls(sim.caller);
     const cpu0 = await cpuSeconds("self");
     const simCpu0 = await sim.simCpu();
+    const workerCpu0 = await sim.workerCpu?.() ?? 0;
     const steady: number[] = [];
     for (let k = 0; k < 3; k++) {
       const s = await rec.sweep();
       if (s.errors > 0 || s.heals > 0) {
-        throw new Error("reconcile bench: a steady sweep changed something");
+        throw new Error(
+          `reconcile bench: a steady sweep had ${s.errors} errors, ${s.heals} heals`,
+        );
       }
       steady.push(s.durationMs);
     }
     const cpu = (await cpuSeconds("self")) - cpu0;
     const simCpu = (await sim.simCpu()) - simCpu0;
+    const workerCpu = (await sim.workerCpu?.() ?? 0) - workerCpu0;
     const callsPerSweep = (calls(sim.caller) - calls0) / 3;
     (globalThis as { gc?: () => void }).gc?.();
     const after = Deno.memoryUsage();
     const rssAfter = after.rss;
+    const worker = await sim.workerMemory?.() ?? null;
+    if (mode === "fleet" && !worker) throw new Error("reconcile bench: the fleet worker is silent");
 
     // A peer removed on a node, behind the controller's back, until re-added.
     rec.start();
@@ -320,10 +523,15 @@ export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult
     }
     return {
       nodes: count,
+      connectMs,
       coldMs: cold.durationMs,
       steadyMs: percentile(steady, 50),
       rssBeforeMb: mb(rssBefore),
       rssAfterMb: mb(rssAfter),
+      workerRssMb: mb(worker?.rss ?? 0),
+      workerHeapUsedMb: mb(worker?.heapUsed ?? 0),
+      workerHeapTotalMb: mb(worker?.heapTotal ?? 0),
+      workerExternalMb: mb(worker?.external ?? 0),
       heapBeforeMb: mb(heapBefore),
       heapAfterMb: mb(after.heapUsed),
       heapTotalAfterMb: mb(after.heapTotal),
@@ -331,12 +539,13 @@ export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult
       callsPerSweep,
       cpuPerSweepS: cpu / 3,
       simCpuPerSweepS: simCpu / 3,
+      workerCpuPerSweepS: workerCpu / 3,
       healMs,
     };
   } finally {
     await rec?.stop();
     await sim?.close();
-    db.close();
+    close();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 }

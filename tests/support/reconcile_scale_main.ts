@@ -1,19 +1,25 @@
 /**
  * Runs one scale of the reconcile benchmark (reconcile_scale.ts) and prints
- * its result as one JSON line. Usage: reconcile_scale_main.ts NODES grpc|memory;
- * `reconcile_scale_main.ts write DIR NODES` writes the controller state first.
+ * its result as one JSON line. Usage: reconcile_scale_main.ts NODES MODE
+ * (fleet, direct or memory). The writer steps run in processes of their
+ * own: `write-state DIR` (a new controller state and the simulated nodes'
+ * certificate) and `write DIR NODES fleet|bare` (the node table).
  */
-import { scale, writeFleet } from "./reconcile_scale.ts";
+import { scale, SCALE_MODES, type ScaleMode, writeFleet, writeState } from "./reconcile_scale.ts";
 
+if (Deno.args[0] === "write-state") {
+  await writeState(Deno.args[1]);
+  Deno.exit(0);
+}
 if (Deno.args[0] === "write") {
-  await writeFleet(Deno.args[1], Number(Deno.args[2]));
+  await writeFleet(Deno.args[1], Number(Deno.args[2]), Deno.args[3] === "fleet");
   Deno.exit(0);
 }
 
 const count = Number(Deno.args[0]);
-const mode = Deno.args[1];
-if (!Number.isInteger(count) || count < 1 || (mode !== "grpc" && mode !== "memory")) {
-  console.error("usage: reconcile_scale_main.ts NODES grpc|memory");
+const mode = Deno.args[1] as ScaleMode;
+if (!Number.isInteger(count) || count < 1 || !SCALE_MODES.includes(mode)) {
+  console.error(`usage: reconcile_scale_main.ts NODES ${SCALE_MODES.join("|")}`);
   Deno.exit(2);
 }
 console.log(JSON.stringify(await scale(count, mode)));

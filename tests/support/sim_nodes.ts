@@ -153,9 +153,20 @@ function methods(
   };
 }
 
-/** The gRPC handlers of node i: its methods, counted, and an empty WatchEvents. */
-function handlers(i: number, n: SimNode, opts: SimOptions) {
-  const out: grpc.UntypedServiceImplementation = { WatchEvents: (call: any) => call.end() };
+/**
+ * The gRPC handlers of node i: its methods, counted, and a WatchEvents that
+ * stays open and silent (as an agent's does between events) until `streams`
+ * are ended at shutdown.
+ */
+function handlers(i: number, n: SimNode, opts: SimOptions, streams: Set<any>) {
+  const out: grpc.UntypedServiceImplementation = {
+    WatchEvents: (call: any) => {
+      streams.add(call);
+      const forget = () => streams.delete(call);
+      call.on("cancelled", forget);
+      call.on("error", forget);
+    },
+  };
   for (const [name, fn] of Object.entries(methods(i, n, opts))) {
     out[name] = (call: any, cb: any) => {
       n.calls.set(name, (n.calls.get(name) ?? 0) + 1);
@@ -231,10 +242,11 @@ export async function startSimFleet(opts: SimOptions): Promise<SimFleet> {
   const nodes: SimNode[] = [];
   const servers: grpc.Server[] = [];
   const ports: number[] = [];
+  const streams = new Set<any>();
   for (let i = 0; i < opts.count; i++) {
     const n = simNode(i, opts.peersPerNode);
     const server = new grpc.Server();
-    server.addService(nodeControlService, handlers(i, n, opts));
+    server.addService(nodeControlService, handlers(i, n, opts, streams));
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync("127.0.0.1:0", creds, (err, p) => (err ? reject(err) : resolve(p)))
     );
@@ -249,6 +261,8 @@ export async function startSimFleet(opts: SimOptions): Promise<SimFleet> {
       nodes[i].peers.delete(simKey(i, j));
     },
     async close() {
+      for (const s of streams) s.end();
+      streams.clear();
       await Promise.all(
         servers.map((s) => new Promise<void>((r) => s.tryShutdown(() => r()))),
       );

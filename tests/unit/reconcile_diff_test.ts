@@ -210,6 +210,14 @@ Deno.test("reconcile diff: network policy — first contact, changed, agent rest
     (diffNode(d, observed({ uptime: 0 }), quick)[0] as { reason: string }).reason,
     "agent restarted",
   );
+  // A slow GetStatus call blurs the start estimate by up to its length: 10 s later with 105 s
+  // of uptime, the start moved 5 s — within 3 s + a 4 s call, beyond 3 s + a 1 s call.
+  const later = (callMs: number) => ({ ...observed({ uptime: 105 }), at: NOW + 10_000, callMs });
+  assert.deepEqual(diffNode(d, later(4000), mem), [], "a slow call is no restart");
+  assert.equal(
+    (diffNode(d, later(1000), mem)[0] as { reason: string }).reason,
+    "agent restarted",
+  );
   const changed = desiredOf(rows({ nodes: [node("n1", { masquerade: 0 })] }));
   assert.equal(
     (diffNode(changed, observed(), mem)[0] as { reason: string }).reason,
