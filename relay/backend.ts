@@ -65,6 +65,8 @@ export interface RelayIdentity {
 export class Backend {
   #lanes: Record<Lane, LaneState> = { device: {}, certless: {} };
   #pacers = new WeakMap<http2.ClientHttp2Session, ResetPacer>();
+  /** The transport stream under each session (see #resetLane). */
+  #raw = new WeakMap<http2.ClientHttp2Session, Duplex>();
   #unwatch?: () => void;
 
   constructor(
@@ -136,7 +138,13 @@ export class Backend {
     st.session = undefined;
     st.current = undefined;
     st.peerSerial = undefined;
-    s?.then((x) => x.destroy(), () => {});
+    s?.then((x) => {
+      // The stream under it first: a session whose transport is already gone
+      // ends without a GOAWAY exchange, the path where Deno's nghttp2 was
+      // seen to abort the process at shutdown (denoland/deno#36788).
+      this.#raw.get(x)?.destroy();
+      x.destroy();
+    }, () => {});
   }
 
   /** Drops the sessions and stops watching the revocation list. */
@@ -162,6 +170,7 @@ export class Backend {
     // The transport may die under TLS (a cut tunnel, a dropped pipe) without
     // the TLS socket noticing: tie the session's life to the raw stream.
     raw.once("close", () => session.destroy());
+    this.#raw.set(session, raw);
     session.on("error", (e) => this.log.warn("controller session error", { error: e }));
     st.peerSerial = serial;
     this.log.info("connected to controller", { transport: this.transport.name, lane });
