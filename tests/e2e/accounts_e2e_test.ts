@@ -28,6 +28,7 @@ import { type RunningController, startController } from "../../controller/serve.
 import { Nodes } from "../../controller/service/nodes.ts";
 import { deviceFingerprint, parseCertificate } from "../../core/pki/mod.ts";
 import {
+  assertHealed,
   devicePeerKey,
   healActions,
   nodePeerKeys,
@@ -243,13 +244,7 @@ Deno.test({
         await eventually(async () => (await nodePeerKeys(c, nodeId)).has(peerKey), 30_000),
         `the node never got the device's peer: ${ctl.reconciler.lastError(nodeId)}`,
       );
-      const added = healActions(ctl.state.db, nodeId).slice(healsBefore);
-      assert.ok(
-        added.some((a) =>
-          (a.kind === "add-peer" && a.public_key === peerKey) || a.kind === "push-config"
-        ),
-        `no heal of the reconcile loop brought the peer: ${JSON.stringify(added)}`,
-      );
+      await assertHealed(ctl.state.db, nodeId, healsBefore, "add-peer", peerKey);
 
       const up = lab.spawn(client, [
         DENO,
@@ -331,13 +326,7 @@ Deno.test({
         await eventually(async () => !(await nodePeerKeys(c, nodeId)).has(peerKey), 30_000),
         `the revoked device's peer is still on the node: ${ctl.reconciler.lastError(nodeId)}`,
       );
-      const removed = healActions(ctl.state.db, nodeId).slice(healsBeforeRevoke);
-      assert.ok(
-        removed.some((a) =>
-          (a.kind === "remove-peer" && a.public_key === peerKey) || a.kind === "push-config"
-        ),
-        `no heal of the reconcile loop removed the peer: ${JSON.stringify(removed)}`,
-      );
+      await assertHealed(ctl.state.db, nodeId, healsBeforeRevoke, "remove-peer", peerKey);
       const device2 = ctl.devices.byFingerprint(
         await deviceFingerprint(parseCertificate((await loadState(clientDir2)).deviceCertPem)),
       );

@@ -11,7 +11,7 @@ import { AWG } from "../../controller/reconcile/requests.ts";
 import { INTERVAL_SETTING } from "../../controller/reconcile/reconciler.ts";
 import type { Service } from "../../controller/service/service.ts";
 import type { Db } from "../../controller/db/sqlite.ts";
-import type { Lab } from "./agent_harness.ts";
+import { eventually, type Lab } from "./agent_harness.ts";
 import { run } from "./run.ts";
 
 /**
@@ -64,6 +64,29 @@ export function healActions(db: Db, nodeId: string): HealAction[] {
     "SELECT actions FROM reconcile_heals WHERE node_id = ? ORDER BY created_at, rowid",
   ).all(nodeId) as { actions: string }[];
   return rows.flatMap((r) => JSON.parse(r.actions) as HealAction[]);
+}
+
+/**
+ * Waits (bounded) until a heal row written after the first `before` actions
+ * of `nodeId` holds a peer change for `peerKey` (`kind`, or a whole
+ * PushConfig): the row is written once the node's pass is over, a moment
+ * after the node already shows the change. Fails naming what was healed.
+ */
+export async function assertHealed(
+  db: Db,
+  nodeId: string,
+  before: number,
+  kind: "add-peer" | "remove-peer",
+  peerKey: string,
+): Promise<void> {
+  let seen: HealAction[] = [];
+  const found = () =>
+    (seen = healActions(db, nodeId).slice(before)).some((a) =>
+      (a.kind === kind && a.public_key === peerKey) || a.kind === "push-config"
+    );
+  if (!await eventually(found, 30_000)) {
+    throw new Error(`no heal of the reconcile loop did ${kind}: ${JSON.stringify(seen)}`);
+  }
 }
 
 /** The AmneziaWG public keys the node lists now, asked through the controller's fleet driver. */
