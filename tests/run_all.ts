@@ -14,8 +14,11 @@
  * processes for this reason, but a test process holds both ends). A file
  * whose process died of that assertion, or of a segfault (which JavaScript
  * cannot cause; the same bug shows both ways), is run once more, and the
- * summary says so; any other crash, and a second one, fail the run.
+ * summary says so; so is a file whose failed test shows that assertion from
+ * a process it ran (a relay or controller dying of it under a test). Any
+ * other crash or failure, and a second one, fail the run.
  */
+import { CHILD_RUNTIME_CRASH, RUNTIME_ABORT } from "./support/runtime_crash.ts";
 import { walk } from "./support/walk.ts";
 
 const ROOT = new URL("./", import.meta.url).pathname;
@@ -24,7 +27,6 @@ const TEST_FILE = /(^|[._])test\.tsx?$/;
 /** `ok | 3 passed (7 steps) | 0 failed | 1 ignored (2s)`, steps and ignored optional. */
 const SUMMARY =
   /^(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed(?: \(\d+ steps?\))?(?: \| (\d+) ignored)?/m;
-const RUNTIME_ABORT = "find_stream_on_goaway_func";
 
 interface FileResult {
   passed: number;
@@ -92,7 +94,8 @@ async function runFile(file: string, extra: string[]): Promise<FileResult> {
     crashed: m === null && !status.success,
     // The known nghttp2 assertion, or a segfault: JavaScript cannot segfault the
     // runtime, so that is Deno's own (the same bug shows both ways, see README).
-    runtimeAbort: plain.includes(RUNTIME_ABORT) || status.signal === "SIGSEGV",
+    runtimeAbort: plain.includes(RUNTIME_ABORT) || plain.includes(CHILD_RUNTIME_CRASH) ||
+      status.signal === "SIGSEGV",
     code: status.code,
     signal: status.signal,
     failures: failuresIn(plain),
@@ -140,11 +143,15 @@ async function main(): Promise<number> {
   const failures: string[] = [];
   for (const file of files) {
     let r = await runFile(file, extra);
-    if (r.crashed && r.runtimeAbort) {
+    // The test process itself, or a process a test runs (relay, controller) and names in a
+    // failure, hit the runtime's abort: once more.
+    if ((r.crashed || r.failed > 0) && r.runtimeAbort) {
       retried.push(file);
+      const who = r.crashed
+        ? `the test process crashed inside the Deno runtime (${r.signal ?? `exit ${r.code}`})`
+        : "a process of a failed test died inside the Deno runtime (see its output)";
       console.error(
-        `\n!!! ${file}: the test process crashed inside the Deno runtime ` +
-          `(${r.signal ?? `exit ${r.code}`}; nghttp2 ${RUNTIME_ABORT}, denoland/deno#36788); ` +
+        `\n!!! ${file}: ${who}; nghttp2 ${RUNTIME_ABORT}, denoland/deno#36788; ` +
           "running the file once more\n",
       );
       r = await runFile(file, extra);

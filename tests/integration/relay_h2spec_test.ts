@@ -51,6 +51,8 @@ export const TIMING_DEPENDENT: Record<string, string> = {
     "the relay's immediate refusal may close the stream before the DATA frame arrives",
   "http2/5.1 | half closed (remote): Sends a HEADERS frame":
     "the relay's immediate refusal may close the stream before the HEADERS frame arrives",
+  "http2/5.1.2 | Sends HEADERS frames that causes their advertised concurrent stream limit to be exceeded":
+    "the relay's immediate refusals may close streams before the one over the limit arrives",
   "http2/6.9 | Sends a WINDOW_UPDATE frame with a flow control window increment of 0 on a stream":
     "the relay's immediate refusal may close the stream before the WINDOW_UPDATE frame arrives",
   "http2/8.1 | Sends a second HEADERS frame without the END_STREAM flag":

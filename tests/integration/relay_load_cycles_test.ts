@@ -24,6 +24,7 @@ import { capability, hasCommand } from "../support/capability.ts";
 import { unary } from "../support/relay_harness.ts";
 import { within } from "../support/wait.ts";
 import { startRelayRig, vm } from "../bench/relay_go.ts";
+import { describeExit } from "../support/runtime_crash.ts";
 
 const cap = capability(
   "relay load cycles (process, prlimit)",
@@ -108,11 +109,17 @@ Deno.test({
         } finally {
           for (const c of clients) c.close();
         }
-        const died = () => `cycle ${cycle}: the relay died:\n${rig.relay.proc.tail()}`;
-        assert.ok(rig.relay.proc.alive, died());
+        const died = async () => {
+          // Its exit and its last words (the output is read behind the process).
+          await within(rig.relay.proc.done, 10_000, "the relay's exit").catch(() => {});
+          return `cycle ${cycle}: the relay died (${describeExit(rig.relay.proc.exit)}):\n${
+            rig.relay.proc.tail(40)
+          }`;
+        };
+        if (!rig.relay.proc.alive) assert.fail(await died());
         // The task runner may outlive the relay a moment: its own pid is what counts.
-        const s = await settle(pid).catch((e) => {
-          throw new Error(`${(e as Error).message}\n${died()}`);
+        const s = await settle(pid).catch(async (e) => {
+          throw new Error(`${(e as Error).message}\n${await died()}`);
         });
         assert.ok(s.settled, `cycle ${cycle}: the relay's RSS did not settle within 30 s`);
         settled.push(s.rss);

@@ -32,6 +32,7 @@ import {
   loopbackSources,
   type Proc,
 } from "./abuse.ts";
+import { describeExit } from "./runtime_crash.ts";
 import { type EchoBackend, echoPkg, startEchoBackend } from "./echo_backend.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
 import { startTunnel, type TunnelFixture } from "./tunnel_fixture.ts";
@@ -286,7 +287,8 @@ export async function idleFloodSteps(
     `${lines} log lines (allowed ${Math.round(allowed)}): ${JSON.stringify(histogram)}`,
   );
 
-  assert.equal((await proc.stop()).code, 0, proc.tail());
+  const exit = await proc.stop();
+  assert.equal(exit.code, 0, `${describeExit(exit)}\n${proc.tail()}`);
   const client = lastStats(proc, "client");
   assert.ok(client.refused["per-source"] > 0, JSON.stringify(client));
   assert.equal(proc.logs().at(-1).msg, "stopped");
