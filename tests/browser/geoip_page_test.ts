@@ -8,18 +8,13 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { createApp } from "../../controller/api/app.ts";
-import { startDashboard } from "../../controller/api/listener.ts";
 import { GeoipStore } from "../../controller/geoip/store.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
-import { ConnectionBudget } from "../../core/conn_limits.ts";
-import { createLogger } from "../../core/log.ts";
-import { withDashboard } from "../../ui/server.ts";
-import { accountsFixture, ADMIN } from "../support/accounts_fixture.ts";
+import { ADMIN } from "../support/accounts_fixture.ts";
 import { PARIS, serveFiles, tarGz, TOKYO, writeCityDb } from "../support/geoip_fixture.ts";
 import { goCapability } from "../support/go_peer.ts";
 import { chromiumCap, launch } from "./browser.ts";
-import { ADMIN_EMAIL, ADMIN_PASSWORD } from "./harness.ts";
+import { ADMIN_EMAIL, ADMIN_PASSWORD, startTestController } from "./harness.ts";
 import { publishScreenshots, screenshotDir } from "./screenshots.ts";
 
 const goCap = goCapability("geoip dashboard");
@@ -43,9 +38,10 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const fx = await accountsFixture();
-    const log = createLogger("geoip-page-test", { level: "error" });
-    const store = new GeoipStore(`${fx.dir}/state`);
+    const ctl = await startTestController({
+      geoip: (fx) => new GeoipStore(`${fx.dir}/state`),
+    });
+    const { fx, app } = ctl;
     const db = await writeCityDb(`${fx.dir}/src.mmdb`, [PARIS, TOKYO]);
     let release = () => {};
     const held = new Promise<void>((r) => release = r);
@@ -54,27 +50,11 @@ Deno.test({
       [],
       { path: "/GeoLite2-City.tar.gz", release: held },
     );
-    const app = await withDashboard((ui) =>
-      createApp({
-        state: fx.state,
-        ui,
-        accounts: fx.accounts,
-        geoip: store,
-        log,
-        passwordCost: { memoryKiB: 64, iterations: 1 },
-      }), { log });
-    const server = await startDashboard({
-      listen: { hostname: "127.0.0.1", port: 0 },
-      handler: app,
-      budget: new ConnectionBudget({ total: 64, perSource: 64 }),
-      log,
-      noisy: log,
-    });
-    const base = `http://127.0.0.1:${server.port}`;
+    const base = ctl.url;
     const browser = await launch();
     const shots = await screenshotDir();
     try {
-      await app.auth.setup(app.auth.createSetupToken(ADMIN).token, ADMIN_EMAIL, ADMIN_PASSWORD);
+      await ctl.createAdmin();
       const nodes = new Nodes(app.service);
       nodes.create(ADMIN, { name: "paris-1", host: "192.0.2.10", region: "us-east-1" });
       nodes.create(ADMIN, { name: "named-1", host: "node.example.net", region: "ap-northeast-1" });
@@ -130,10 +110,8 @@ Deno.test({
     } finally {
       release();
       await browser.close();
-      await server.close(1000);
-      app.close();
       await files.close();
-      await fx.close();
+      await ctl.close();
     }
   },
 });

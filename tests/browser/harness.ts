@@ -8,6 +8,7 @@
 import { createApp } from "../../controller/api/app.ts";
 import { startDashboard } from "../../controller/api/listener.ts";
 import type { OnboardStarter } from "../../controller/api/onboard.ts";
+import type { GeoipStore } from "../../controller/geoip/store.ts";
 import { ConnectionBudget } from "../../core/conn_limits.ts";
 import { createLogger } from "../../core/log.ts";
 import { withDashboard } from "../../ui/server.ts";
@@ -28,7 +29,11 @@ export interface TestController {
 }
 
 export async function startTestController(
-  opts: { onboard?: OnboardStarter } = {},
+  opts: {
+    onboard?: OnboardStarter;
+    /** The GeoIP store the API serves (made over the fixture's state directory). */
+    geoip?: (fx: AccountsFixture) => GeoipStore;
+  } = {},
 ): Promise<TestController> {
   const fx = await accountsFixture();
   const log = createLogger("dashboard-test", { level: "error" });
@@ -38,6 +43,7 @@ export async function startTestController(
       ui,
       accounts: fx.accounts,
       onboard: opts.onboard,
+      geoip: opts.geoip?.(fx),
       log,
       // Argon2id at its lowest cost: these tests are about the dashboard, not hashing.
       passwordCost: { memoryKiB: 64, iterations: 1 },
