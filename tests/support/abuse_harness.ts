@@ -268,7 +268,9 @@ export async function idleFloodSteps(
     () => (left = connectionsOn(pid, ports)) <= 4,
     30_000,
     () =>
-      `the flood's connections closed (${left} left on ${ports}: ${JSON.stringify(fdKinds(pid))})`,
+      `the flood's connections closed (${left} left on ${ports}: ${
+        JSON.stringify(fdKinds(pid))
+      }; log lines since: ${JSON.stringify(histogramOf(proc.logs().slice(logsBefore)))})`,
   );
   // … and the process's descriptors are back near where they were.
   await fdsBackNear(pid, baselineFds, steps.fdSlack, {
