@@ -6,11 +6,11 @@ import {
   commandMistake,
   parseCommandLine,
   withCliErrors,
-} from "../relay/cli_support.ts";
-import { readJsonConfig } from "../relay/files.ts";
-import { genCsr } from "../relay/gen_csr.ts";
+} from "../relay/host/cli_support.ts";
+import { readJsonConfig } from "../relay/host/files.ts";
+import { genCsr } from "../relay/host/gen_csr.ts";
 import { splitListen } from "../core/settings.ts";
-import { legacyPins } from "../relay/config.ts";
+import { fingerprintSet } from "../core/pki/fingerprint.ts";
 import { AGENT_SETTINGS, DEFAULT_STATE_DIR, resolveAgentConfig } from "./config.ts";
 import { runControlFront } from "./control_front.ts";
 import { runAgent } from "./run.ts";
@@ -62,7 +62,7 @@ export async function runAgentCli(
     return await runControlFront({
       state: cfg.state,
       listen: splitListen(cfg.listen),
-      legacyControllerPins: legacyPins(cfg.legacyControllerPins),
+      legacyControllerPins: fingerprintSet(cfg.legacyControllerPins),
       log: createLogger("agent-control", { level: cfg.logLevel, sink: io.err }),
       input: Deno.stdin.readable,
       output: Deno.stdout.writable,

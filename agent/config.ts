@@ -7,7 +7,7 @@ import {
   resolveSettings,
   type SettingSpec,
 } from "../core/settings.ts";
-import { legacyPins } from "../relay/config.ts";
+import { fingerprintSet } from "../core/pki/fingerprint.ts";
 import { AWG_KINDS } from "./dataplane/awg.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/pharos-agent";
@@ -199,7 +199,7 @@ export const AGENT_SETTINGS: SettingSpec[] = [
     default: "",
     check: (v) => {
       try {
-        legacyPins(v);
+        fingerprintSet(v);
         return undefined;
       } catch (e) {
         return (e as Error).message;

@@ -1,5 +1,5 @@
 // `deno task agent …`: the node agent.
-import { processIo, stopSignal } from "../relay/cli_support.ts";
+import { processIo, stopSignal } from "../relay/host/cli_support.ts";
 import { runAgentCli } from "./cli.ts";
 
 Deno.exit(

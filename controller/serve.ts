@@ -21,7 +21,7 @@ import { createLogger, type Logger } from "../core/log.ts";
 import { rateLimitedLogger } from "../core/log_limit.ts";
 import { splitListen } from "../core/settings.ts";
 import { planFromSettings } from "../relay/conn_limits.ts";
-import { softNofile } from "../relay/fd_limit.ts";
+import { softNofile } from "../relay/host/fd_limit.ts";
 import { Accounts, accountSyncService, relayEndpoint } from "./accounts/mod.ts";
 import { withDashboard } from "../ui/server.ts";
 import { createApp } from "./api/app.ts";

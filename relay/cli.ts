@@ -1,11 +1,11 @@
 /** The relay's command line: `gen-csr` and `run`. */
 import { createLogger } from "../core/log.ts";
 import { PharosError } from "../core/errors.ts";
-import { type CliIo, commandMistake, parseCommandLine, withCliErrors } from "./cli_support.ts";
+import { type CliIo, commandMistake, parseCommandLine, withCliErrors } from "./host/cli_support.ts";
 import { RELAY_SETTINGS, resolveRelayConfig } from "./config.ts";
-import { readJsonConfig } from "./files.ts";
-import { genCsr } from "./gen_csr.ts";
-import { errorCode, logUnhandledErrors } from "./process_guard.ts";
+import { readJsonConfig } from "./host/files.ts";
+import { genCsr } from "./host/gen_csr.ts";
+import { errorCode, logUnhandledErrors } from "./host/process_guard.ts";
 import { type RunningRemoteRelay, runRelay } from "./run.ts";
 
 const USAGE = `usage: relay <command> [flags]

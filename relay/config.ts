@@ -1,6 +1,6 @@
 /** Remote relay settings (flag > environment > JSON config file > default). */
 import { connectionSettingSpecs, type ConnectionSettingValues } from "../core/conn_limits.ts";
-import { normalizeFingerprint } from "../core/pki/fingerprint.ts";
+import { fingerprintSet } from "../core/pki/fingerprint.ts";
 import {
   checkListen,
   LOG_LEVEL_SPEC,
@@ -76,14 +76,9 @@ export function resolveRelayConfig(
   return resolveSettings(RELAY_SETTINGS, flags, env, file) as unknown as RelayConfig;
 }
 
-/** The pins as a set of normalised fingerprints. */
-export function legacyPins(v: string): Set<string> {
-  return new Set(v.split(",").map((s) => s.trim()).filter(Boolean).map(normalizeFingerprint));
-}
-
 function checkPins(v: string): string | undefined {
   try {
-    legacyPins(v);
+    fingerprintSet(v);
     return undefined;
   } catch (e) {
     return (e as Error).message;

@@ -30,7 +30,7 @@ import {
   type TimeLimits,
 } from "../core/conn_limits.ts";
 import type { Logger } from "../core/log.ts";
-import { openFds } from "./fd_limit.ts";
+import { openFds } from "./host/fd_limit.ts";
 import { LISTEN_BACKLOG, listenOrExplain } from "./listen.ts";
 
 export interface WatchdogOptions {

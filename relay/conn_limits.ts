@@ -12,7 +12,7 @@ import {
 import type { Logger } from "../core/log.ts";
 import type { ConnectionBudget } from "../core/conn_limits.ts";
 import type { WatchdogOptions } from "./conn_guard.ts";
-import { softNofile } from "./fd_limit.ts";
+import { softNofile } from "./host/fd_limit.ts";
 
 export interface ConnectionSettings {
   /** The listener's budget (a child of the process's global one). */

@@ -11,7 +11,7 @@ import { clientSecureContext, createClientServer, guardClientServer } from "./cl
 import { type ConnectionSettings, defaultPlan } from "./conn_limits.ts";
 import { GuardedListener } from "./conn_guard.ts";
 import { DeviceAuth } from "./device_auth.ts";
-import { holdHeapTrim } from "./heap_trim.ts";
+import { holdHeapTrim } from "./host/heap_trim.ts";
 import { createProxy } from "./proxy.ts";
 import type { BackendTransport } from "./transport.ts";
 

@@ -17,15 +17,16 @@ import {
 } from "../core/pki/mod.ts";
 import { RelayPolicy } from "../core/relay_policy.ts";
 import { splitListen } from "../core/settings.ts";
-import { legacyPins, type RelayConfig } from "./config.ts";
+import type { RelayConfig } from "./config.ts";
+import { fingerprintSet } from "../core/pki/fingerprint.ts";
 import type { GuardedListener } from "./conn_guard.ts";
 import { planFromSettings } from "./conn_limits.ts";
 import { listenForController } from "./controller_listener.ts";
-import { softNofile } from "./fd_limit.ts";
+import { softNofile } from "./host/fd_limit.ts";
 import { serveEgress } from "./egress.ts";
 import { startRelay } from "./relay.ts";
 import { TunnelSlot } from "./tunnel.ts";
-import { nodeToWeb } from "./web_node.ts";
+import { nodeToWeb } from "./host/web_node.ts";
 
 export const RELAY_FILES = {
   key: "relay.key",
@@ -75,7 +76,7 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
   const certChain = certPem(leaf) + certPem(trust.anchors.fleetCa);
   const fleetCaPem = certPem(trust.anchors.fleetCa);
 
-  const pins = legacyPins(cfg.legacyControllerPins);
+  const pins = fingerprintSet(cfg.legacyControllerPins);
   if (pins.size > 0) {
     log.warn("legacy controller pins are on: these unmarked certificates count as the controller", {
       pins: [...pins],

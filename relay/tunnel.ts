@@ -18,7 +18,7 @@ import type { Duplex } from "node:stream";
 import { receivePolicy } from "./control_stream.ts";
 import { POLICY_HOST, type RelayPolicy } from "../core/relay_policy.ts";
 import type { BackendTransport } from "./transport.ts";
-import { webToNode } from "./web_node.ts";
+import { webToNode } from "./host/web_node.ts";
 
 export const TUNNEL_KEEPALIVE_MS = 20_000;
 /**

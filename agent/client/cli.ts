@@ -20,7 +20,7 @@ import {
   commandMistake,
   parseCommandLine,
   withCliErrors,
-} from "../../relay/cli_support.ts";
+} from "../../relay/host/cli_support.ts";
 import { AWG_KINDS, type AwgKind } from "../dataplane/awg.ts";
 import { grpcTransport } from "./grpc_transport.ts";
 import { defaultStateDir, loadState, saveConfig, saveState } from "./state_file.ts";

@@ -1,5 +1,5 @@
 // `deno task client …`: the reference client (enroll, login, sync, up).
-import { processIo, stopSignal } from "../../relay/cli_support.ts";
+import { processIo, stopSignal } from "../../relay/host/cli_support.ts";
 import { runClientCli } from "./cli.ts";
 
 Deno.exit(

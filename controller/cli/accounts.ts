@@ -8,7 +8,7 @@
 import { Accounts, relayEndpoint } from "../accounts/mod.ts";
 import { createLogger } from "../../core/log.ts";
 import { splitHostPort } from "../../core/profile/mod.ts";
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import type { ControllerConfig } from "../config.ts";
 import { Devices } from "../devices.ts";
 import { qrTerminal } from "../qr.ts";

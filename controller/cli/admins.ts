@@ -11,7 +11,7 @@
  */
 import { PharosError } from "../../core/errors.ts";
 import { splitListen } from "../../core/settings.ts";
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { AdminAuth } from "../api/admin_auth.ts";
 import type { ControllerConfig } from "../config.ts";
 import { withService } from "./with_state.ts";

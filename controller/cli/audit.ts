@@ -1,5 +1,5 @@
 /** `cox audit verify|tail`. */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { AuditError, auditTail } from "../audit.ts";
 import { verifyAudit } from "../audit_verify.ts";
 import { formatTable } from "./format.ts";

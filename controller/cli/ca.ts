@@ -1,7 +1,7 @@
 /** `cox ca …`: the certificate authority. */
 import { certPem } from "../../core/pki/mod.ts";
 import { openState } from "../state.ts";
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 
 const WHICH = ["root", "fleet", "device"] as const;
 

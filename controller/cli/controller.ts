@@ -10,8 +10,8 @@
 import { PharosError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";
 import { settingsHelp } from "../../core/settings.ts";
-import { type CliIo, parseCommandLine, withCliErrors } from "../../relay/cli_support.ts";
-import { readJsonConfig } from "../../relay/files.ts";
+import { type CliIo, parseCommandLine, withCliErrors } from "../../relay/host/cli_support.ts";
+import { readJsonConfig } from "../../relay/host/files.ts";
 import { CONTROLLER_SETTINGS, type ControllerConfig, resolveConfig } from "../config.ts";
 import { type RunningController, startController } from "../serve.ts";
 

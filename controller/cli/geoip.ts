@@ -4,7 +4,7 @@
  * tells which one is in use. Progress goes to stderr as it happens; the
  * last line says what happened.
  */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { downloadDatabase, type DownloadProgress, redactUrl } from "../geoip/download.ts";
 import { formatBytes } from "../geoip/operation.ts";
 import { GeoipStore } from "../geoip/store.ts";

@@ -3,7 +3,7 @@
  * (directory, secret.key, database, CA) and applies a preset (personal by
  * default) through the service layer.
  */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { Service } from "../service/service.ts";
 import { type PresetName, Settings } from "../service/settings.ts";
 import { openState, StateError } from "../state.ts";

@@ -3,7 +3,7 @@
  * SSH onboarding (`nodes add`); the other commands read and change what is
  * recorded.
  */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import type { ControllerConfig } from "../config.ts";
 import { formatResealProgress } from "../onboarding/events.ts";
 import { onboardNode } from "../onboarding/node.ts";

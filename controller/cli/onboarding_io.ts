@@ -10,7 +10,7 @@ import type { ControllerState } from "../state.ts";
 import { SshError } from "../ssh/errors.ts";
 import { remoteArg } from "../ssh/quote.ts";
 import { parseSshTarget, type SshTarget } from "../ssh/target.ts";
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { UsageError } from "./format.ts";
 import { withService } from "./with_state.ts";
 

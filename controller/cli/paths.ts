@@ -3,7 +3,7 @@
  * node). A running controller's reconciler picks each change up from the
  * audit log and rebuilds the inner links on the nodes.
  */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { Nodes } from "../service/nodes.ts";
 import { type Path, Paths } from "../service/paths.ts";
 import type { Service } from "../service/service.ts";

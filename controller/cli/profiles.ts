@@ -5,7 +5,7 @@
  * closing line; exit 1 when any device could not be resealed (the others
  * are resealed all the same).
  */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { formatResealProgress } from "../onboarding/events.ts";
 import type { ControllerConfig } from "../config.ts";
 import { Service } from "../service/service.ts";

@@ -4,7 +4,7 @@
  */
 import { bundlePem, certPem, issueLeaf, serialOf } from "../../core/pki/mod.ts";
 import { listSetting } from "../config.ts";
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { RELAY_FILES } from "../../relay/run.ts";
 import { Relays } from "../service/relays.ts";
 import { formatTable } from "./format.ts";

@@ -1,5 +1,5 @@
 /** The `cox` command line: parses arguments and dispatches to commands. */
-import { readJsonConfig } from "../../relay/files.ts";
+import { readJsonConfig } from "../../relay/host/files.ts";
 import { CONTROLLER_SETTINGS, type ControllerConfig, resolveConfig } from "../config.ts";
 import { devicesList, devicesRevoke, ticketsCreate, usersPasswd } from "./accounts.ts";
 import { adminsAdd, adminsResetTotp } from "./admins.ts";
@@ -25,7 +25,7 @@ import { settingsList, settingsPreset } from "./settings.ts";
 import { sshKey } from "./ssh_key.ts";
 import { usersAdd, usersList } from "./users.ts";
 import { cliActor } from "./with_state.ts";
-import { commandMistake, parseCommandLine, withCliErrors } from "../../relay/cli_support.ts";
+import { commandMistake, parseCommandLine, withCliErrors } from "../../relay/host/cli_support.ts";
 
 const USAGE = `usage: cox <command> [flags]
 

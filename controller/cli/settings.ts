@@ -1,5 +1,5 @@
 /** `cox settings list|preset`. */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { isPresetName, PRESET_NAMES, Settings } from "../service/settings.ts";
 import { formatTable, UsageError } from "./format.ts";
 import { withService } from "./with_state.ts";

@@ -3,7 +3,7 @@
  * creating it on first use (Ed25519, sealed under secret.key). The operator
  * puts the line into the authorized_keys of the user `nodes add` logs in as.
  */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { controllerSshKey } from "../ssh/controller_key.ts";
 import { withService } from "./with_state.ts";
 

@@ -1,5 +1,5 @@
 /** `cox users add|list`. */
-import type { CliIo } from "../../relay/cli_support.ts";
+import type { CliIo } from "../../relay/host/cli_support.ts";
 import { Users } from "../service/users.ts";
 import { formatTable } from "./format.ts";
 import { withService } from "./with_state.ts";

@@ -27,7 +27,7 @@ import { createLogger, type Logger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
 import { formatConnectTarget } from "../../core/connect/mod.ts";
 import { type Db, statement } from "../db/sqlite.ts";
-import { holdHeapTrim } from "../../relay/heap_trim.ts";
+import { holdHeapTrim } from "../../relay/host/heap_trim.ts";
 import { PolicySource } from "../relay/policy_source.ts";
 import type { ControllerTlsIdentity } from "../relay/dial.ts";
 import { Revocations } from "../revocation.ts";
@@ -193,7 +193,7 @@ export class FleetDriver implements NodeCaller {
     d.#timers.push(setInterval(() => d.#checkTable(), d.#opts.tableCheckMs));
     d.#unsubscribe = d.#revocations.subscribe(() => void d.refresh());
     // Relaying a sweep's thousands of calls and answers leaves freed native
-    // memory behind in this process too (relay/heap_trim.ts).
+    // memory behind in this process too (relay/host/heap_trim.ts).
     d.#releaseTrim = holdHeapTrim(d.#log);
     return d;
   }

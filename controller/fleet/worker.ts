@@ -224,7 +224,7 @@ export class WorkerSupervisor {
           "--allow-read",
           "--allow-env",
           "--allow-sys",
-          // malloc_trim through glibc (relay/heap_trim.ts)
+          // malloc_trim through glibc (relay/host/heap_trim.ts)
           "--allow-ffi=/usr/lib,/lib,/usr/lib64,/lib64",
           `--v8-flags=${WORKER_V8_FLAGS}`,
           "--config",

@@ -8,7 +8,7 @@
  * parent is gone).
  */
 import type { Logger } from "../../core/log.ts";
-import { holdHeapTrim } from "../../relay/heap_trim.ts";
+import { holdHeapTrim } from "../../relay/host/heap_trim.ts";
 import { NodeClients } from "./node_clients.ts";
 import { decodeBytes, encodeBytes, type FromWorker, readLines, type ToWorker } from "./wire.ts";
 
@@ -40,7 +40,7 @@ function workerLog(base: Record<string, unknown> = {}): Logger {
 }
 
 // A thousand TLS sessions leave glibc's heap full of freed chunks after a
-// burst of (re)connects; give them back (relay/heap_trim.ts).
+// burst of (re)connects; give them back (relay/host/heap_trim.ts).
 holdHeapTrim(workerLog());
 const clients = new NodeClients(emit);
 emit({ t: "ready", pid: Deno.pid });

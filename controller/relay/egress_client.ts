@@ -16,7 +16,7 @@ import { encodeConnect } from "../../core/connect/mod.ts";
 import { type Duplex as WebDuplex, MuxSession } from "../../core/mux/mod.ts";
 import type { VerifiedCertificate } from "../../core/pki/mod.ts";
 import { formatPolicyAnswer, type PolicyDocument } from "../../core/relay_policy.ts";
-import { nodeToWeb } from "../../relay/web_node.ts";
+import { nodeToWeb } from "../../relay/host/web_node.ts";
 import { type ControllerTlsIdentity, dialRelay } from "./dial.ts";
 import { POLICY_ACK_TIMEOUT_MS, pushPolicy } from "./policy_push.ts";
 import { ORIGINAL_RELAY_NOTE, type RelayKind, type RevocationFeed } from "./tunnel_client.ts";

@@ -29,7 +29,7 @@ import type { Logger } from "../../core/log.ts";
 import { MuxSession } from "../../core/mux/mod.ts";
 import type { RevocationList, VerifiedCertificate } from "../../core/pki/mod.ts";
 import { formatPolicyAnswer, type PolicyDocument } from "../../core/relay_policy.ts";
-import { nodeToWeb, webToNode } from "../../relay/web_node.ts";
+import { nodeToWeb, webToNode } from "../../relay/host/web_node.ts";
 import { TUNNEL_STREAM_WINDOW } from "../../relay/tunnel.ts";
 import { type ControllerTlsIdentity, dialRelay } from "./dial.ts";
 import { POLICY_ACK_TIMEOUT_MS, pushPolicy } from "./policy_push.ts";

@@ -33,6 +33,15 @@ export function normalizeFingerprint(text: string): string {
   return s;
 }
 
+/**
+ * A comma-separated list of fingerprints (a setting such as
+ * `legacy_controller_pins`) as a set of normalised ones; empty entries are
+ * skipped and a malformed one throws.
+ */
+export function fingerprintSet(list: string): Set<string> {
+  return new Set(list.split(",").map((s) => s.trim()).filter(Boolean).map(normalizeFingerprint));
+}
+
 /** Compares two fingerprints in any accepted notation. */
 export function fingerprintsEqual(a: string, b: string): boolean {
   return normalizeFingerprint(a) === normalizeFingerprint(b);

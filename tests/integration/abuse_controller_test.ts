@@ -167,6 +167,7 @@ Deno.test({
         // fleet worker's pipes if it was restarted, SQLite and Deno cache files, relay links. A
         // leak of the flood's 1,500 would show far above this slack, and in the per-port check.
         fdSlack: 64,
+        timeLimitMs: 120_000,
         async during(floods) {
           // The dashboard answers, a device's call is answered, the flood still holds.
           assert.equal(await healthz(ctl), 200);

@@ -135,6 +135,7 @@ Deno.test({
         extraLines: 40,
         // The new tunnel and egress sessions aside.
         fdSlack: 12,
+        timeLimitMs: 120_000,
         async during(floods) {
           // A device's new connection gets through…
           assert.equal(

@@ -27,7 +27,7 @@ import * as pki from "../../core/pki/mod.ts";
 import { RelayPolicy } from "../../core/relay_policy.ts";
 import { listenForController } from "../../relay/controller_listener.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
-import { nodeToWeb } from "../../relay/web_node.ts";
+import { nodeToWeb } from "../../relay/host/web_node.ts";
 import { echoPkg } from "../support/echo_backend.ts";
 import { directTls, echoOn, type Leaf, sessionOver } from "../support/grpc_direct.ts";
 import { CALL_DEADLINE_MS, deadline, unary } from "../support/relay_harness.ts";

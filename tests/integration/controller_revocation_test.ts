@@ -35,7 +35,7 @@ import { RelayPolicy } from "../../core/relay_policy.ts";
 import { ACCOUNT_PROTO, loadProto } from "../../proto/load.ts";
 import { serveEgress } from "../../relay/egress.ts";
 import { startRelay } from "../../relay/relay.ts";
-import { nodeToWeb } from "../../relay/web_node.ts";
+import { nodeToWeb } from "../../relay/host/web_node.ts";
 import { echoPkg } from "../support/echo_backend.ts";
 import { echoRequest, startOriginalRelay } from "../support/original_relay.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "../support/pki_fixture.ts";

@@ -13,7 +13,7 @@
  * Why the settled figure is far above the idle one: after a collection the
  * JS heap is back to ~14 MB; what stays is mostly free memory glibc keeps in
  * its main heap (measured: malloc_trim(0) took a settled 170 MB down to
- * 102 MB; relay/heap_trim.ts acts on that), and the V8 young generation
+ * 102 MB; relay/host/heap_trim.ts acts on that), and the V8 young generation
  * (--max-semi-space-size, see the Relay-Go baseline benchmark).
  */
 import assert from "node:assert/strict";

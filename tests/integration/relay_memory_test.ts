@@ -34,7 +34,7 @@ const PER_STALLED_CALL = BACKEND_STREAM_WINDOW + 384 * 1024;
  * Resident memory after the attack must come back within this of idle.
  * What may stay: V8's heap, which keeps its grown pages until its memory
  * reducer runs (measured up to +22 MiB over idle right after the attack),
- * and up to 16 MiB of freed native memory that relay/heap_trim.ts leaves to
+ * and up to 16 MiB of freed native memory that relay/host/heap_trim.ts leaves to
  * the allocator (below its trigger). Measured: back to 82 MiB from a
  * 300 MiB peak, with an idle of 85 MiB. Without the trim it stays ~200 MiB
  * above idle, far outside this margin.

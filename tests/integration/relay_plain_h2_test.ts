@@ -17,7 +17,7 @@ import { PolicyError, RelayPolicy } from "../../core/relay_policy.ts";
 import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
 import type { BackendTransport } from "../../relay/transport.ts";
-import { nodeToWeb } from "../../relay/web_node.ts";
+import { nodeToWeb } from "../../relay/host/web_node.ts";
 import type { Fleet, IssuedLeaf } from "../support/pki_fixture.ts";
 import { relayHarness, unary } from "../support/relay_harness.ts";
 import { testControllerListener } from "../support/tunnel_fixture.ts";

@@ -14,7 +14,7 @@ import { certPem } from "../../core/pki/mod.ts";
 import { RelayPolicy } from "../../core/relay_policy.ts";
 import { serveEgress } from "../../relay/egress.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
-import { nodeToWeb } from "../../relay/web_node.ts";
+import { nodeToWeb } from "../../relay/host/web_node.ts";
 import {
   type Fleet,
   type IssuedLeaf,

@@ -121,9 +121,16 @@ const TCP_STATES: Record<string, string> = {
   "0B": "closing",
 };
 
-/** TCP socket inode → "state local-port→remote-port" from /proc/net/tcp{,6}. */
-function tcpSockets(): Map<string, string> {
-  const out = new Map<string, string>();
+/** One TCP socket of /proc/net/tcp{,6}: its state and raw (hex) endpoints. */
+interface TcpSocket {
+  state: string;
+  local: string;
+  remote: string;
+}
+
+/** TCP sockets of this network namespace by inode. */
+function tcpTable(): Map<string, TcpSocket> {
+  const out = new Map<string, TcpSocket>();
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     let text = "";
     try {
@@ -134,9 +141,19 @@ function tcpSockets(): Map<string, string> {
     for (const line of text.split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
       if (f.length < 10) continue;
-      const port = (a: string) => parseInt(a.split(":")[1], 16);
-      out.set(f[9], `tcp ${TCP_STATES[f[3]] ?? f[3]} :${port(f[1])}→:${port(f[2])}`);
+      out.set(f[9], { state: TCP_STATES[f[3]] ?? f[3], local: f[1], remote: f[2] });
     }
+  }
+  return out;
+}
+
+const portOf = (endpoint: string) => parseInt(endpoint.split(":")[1], 16);
+
+/** TCP socket inode → "tcp state :local-port→:remote-port". */
+function tcpSockets(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [inode, t] of tcpTable()) {
+    out.set(inode, `tcp ${t.state} :${portOf(t.local)}→:${portOf(t.remote)}`);
   }
   return out;
 }
@@ -169,11 +186,18 @@ export function fdKinds(pid: number): Record<string, number> {
 
 /**
  * Connections (TCP sockets not listening) that `pid` holds on any of the
- * local `ports`: a flood's left-overs on the ports it attacked.
+ * local `ports`: a flood's left-overs on the ports it attacked. `live` ones
+ * have a peer socket in this network namespace; `orphaned` ones have none:
+ * their peer went away without its FIN reaching them (a connect the kernel
+ * completed while the listener's accept queue was full, accepted after the
+ * flood's process had exited), so only the listener's own time limits can
+ * end them.
  */
-export function connectionsOn(pid: number, ports: number[]): number {
-  const tcp = tcpSockets();
-  let n = 0;
+export function connectionsOn(pid: number, ports: number[]): { live: number; orphaned: number } {
+  const table = tcpTable();
+  const endpoints = new Set<string>();
+  for (const t of table.values()) endpoints.add(`${t.local}>${t.remote}`);
+  const out = { live: 0, orphaned: 0 };
   try {
     for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
       let target = "";
@@ -183,11 +207,13 @@ export function connectionsOn(pid: number, ports: number[]): number {
         continue; // closed meanwhile
       }
       const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
-      const m = inode ? /^tcp (\S+) :(\d+)→/.exec(tcp.get(inode) ?? "") : null;
-      if (m && m[1] !== "listen" && ports.includes(Number(m[2]))) n++;
+      const t = inode ? table.get(inode) : undefined;
+      if (!t || t.state === "listen" || !ports.includes(portOf(t.local))) continue;
+      if (endpoints.has(`${t.remote}>${t.local}`)) out.live++;
+      else out.orphaned++;
     }
   } catch { /* the process is gone */ }
-  return n;
+  return out;
 }
 
 /** Child process ids of `pid` (Linux /proc; empty when unknown). */

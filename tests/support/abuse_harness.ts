@@ -229,7 +229,8 @@ export interface IdleFloodPlan {
  * floods on `plans` until settled (each holds or saw closed some
  * connections), `during` while they hold, the floods closed, `after`; the
  * process stays alive throughout; its descriptors return near their
- * baseline (`fdSlack`), its log grows by at most one rate-limited burst per
+ * baseline (`fdSlack`) once its time limits (`timeLimitMs`) have ended
+ * connections whose peer vanished unheard, its log grows by at most one rate-limited burst per
  * listener that refuses (`listeners`) plus `extraLines`; stopped, it exits
  * 0 with "stopped" last, and its client listener counted per-source refusals.
  */
@@ -243,6 +244,8 @@ export async function idleFloodSteps(
     listeners: number;
     extraLines: number;
     fdSlack?: number;
+    /** The handshake and preface time limits the process was started with. */
+    timeLimitMs: number;
   },
 ): Promise<void> {
   const { proc, pid } = target;
@@ -263,14 +266,22 @@ export async function idleFloodSteps(
   await steps.after();
   // The flood's connections are all gone from the ports it attacked (`after`'s own may linger)…
   const ports = plans.map((p) => p.port);
-  let left = 0;
+  let left = { live: 0, orphaned: 0 };
+  const explain = (what: string) => () =>
+    `${what} (${JSON.stringify(left)} on ${ports}: ${
+      JSON.stringify(fdKinds(pid))
+    }; log lines since: ${JSON.stringify(histogramOf(proc.logs().slice(logsBefore)))})`;
   await eventually(
-    () => (left = connectionsOn(pid, ports)) <= 4,
+    () => (left = connectionsOn(pid, ports)).live <= 4,
     30_000,
-    () =>
-      `the flood's connections closed (${left} left on ${ports}: ${
-        JSON.stringify(fdKinds(pid))
-      }; log lines since: ${JSON.stringify(histogramOf(proc.logs().slice(logsBefore)))})`,
+    explain("the flood's connections closed"),
+  );
+  // … those whose peer vanished unheard included: the listeners' time limits end them.
+  if (left.orphaned > 0) console.log(`waiting out ${left.orphaned} connections with no peer left`);
+  await eventually(
+    () => (left = connectionsOn(pid, ports)).orphaned === 0,
+    steps.timeLimitMs + 30_000,
+    explain("the connections with no peer left closed by the listeners' time limits"),
   );
   // … and the process's descriptors are back near where they were.
   await fdsBackNear(pid, baselineFds, steps.fdSlack, {

@@ -17,7 +17,7 @@ import http2 from "node:http2";
 import tls from "node:tls";
 import { FLAG_SYN, FrameDecoder, MuxSession } from "../../core/mux/mod.ts";
 import { certPem } from "../../core/pki/mod.ts";
-import { nodeToWeb, webToNode } from "../../relay/web_node.ts";
+import { nodeToWeb, webToNode } from "../../relay/host/web_node.ts";
 import type { Fleet, IssuedLeaf } from "./pki_fixture.ts";
 
 export interface OriginalRelay {

@@ -10,7 +10,7 @@ import { type RevocationFeed, TunnelClient } from "../../controller/relay/tunnel
 import { listenForController } from "../../relay/controller_listener.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
 import type { BackendTransport } from "../../relay/transport.ts";
-import { nodeToWeb } from "../../relay/web_node.ts";
+import { nodeToWeb } from "../../relay/host/web_node.ts";
 import type { Fleet, IssuedLeaf } from "./pki_fixture.ts";
 import { until, WAIT_MS, within } from "./wait.ts";
 

@@ -13,7 +13,7 @@ import {
   timeLimitsOf,
 } from "../../core/conn_limits.ts";
 import { resolveSettings } from "../../core/settings.ts";
-import { parseNofile } from "../../relay/fd_limit.ts";
+import { parseNofile } from "../../relay/host/fd_limit.ts";
 
 Deno.test("conn limits: a budget refuses beyond its per-source cap, then beyond its total", () => {
   const b = new ConnectionBudget({ total: 5, perSource: 2 });

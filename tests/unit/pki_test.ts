@@ -269,6 +269,13 @@ Deno.test("pki: fingerprints in the contract's two forms", async () => {
   assert.ok(pki.fingerprintsEqual(ca, "sha256:" + colons));
   assert.ok(!pki.fingerprintsEqual(ca, expectDevice));
   throwsCode(() => pki.normalizeFingerprint("sha256:abc"), "malformed");
+  // A setting's list: any notation, empty entries skipped, one bad entry refused.
+  assert.deepEqual(
+    pki.fingerprintSet(` ${colons}, ,${expectDevice},`),
+    new Set([ca, expectDevice.slice("sha256:".length)]),
+  );
+  assert.equal(pki.fingerprintSet("").size, 0);
+  throwsCode(() => pki.fingerprintSet(`${ca},nope`), "malformed");
 });
 
 Deno.test("pki: fingerprint vector from a checked-in certificate", async () => {

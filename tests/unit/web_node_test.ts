@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Duplex } from "node:stream";
-import { nodeToWeb } from "../../relay/web_node.ts";
+import { nodeToWeb } from "../../relay/host/web_node.ts";
 import { WAIT_MS, within } from "../support/wait.ts";
 
 /** A duplex that records what is written and finishes only when `finish()` is called. */

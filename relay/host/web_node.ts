@@ -1,6 +1,6 @@
 /** Bridges between Node streams (TLS, http2, grpc-js) and WHATWG duplexes (core/mux). */
 import { Duplex, finished, Readable } from "node:stream";
-import type { Duplex as WebDuplex } from "../core/mux/mod.ts";
+import type { Duplex as WebDuplex } from "../../core/mux/mod.ts";
 
 /** A Node duplex (e.g. a TLS socket) as WHATWG readable/writable (what Duplex.toWeb gives). */
 export function nodeToWeb(socket: Duplex): WebDuplex {

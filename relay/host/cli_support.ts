@@ -5,7 +5,7 @@
  * anything else is a bug and propagates.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { PharosError } from "../core/errors.ts";
+import { PharosError } from "../../core/errors.ts";
 
 /** Where commands write: injectable so tests run them in-process. */
 export interface CliIo {

@@ -1,6 +1,6 @@
 /** The relay's key and certificate files in its config directory. */
-import type { KeyFileStore } from "../core/pki/mod.ts";
-import { checkConfigFile, ConfigError, type SettingSpec } from "../core/settings.ts";
+import type { KeyFileStore } from "../../core/pki/mod.ts";
+import { checkConfigFile, ConfigError, type SettingSpec } from "../../core/settings.ts";
 
 /** A KeyFileStore over a directory; secrets are created with mode 0600. */
 export function dirStore(dir: string): KeyFileStore {

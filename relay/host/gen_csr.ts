@@ -3,7 +3,7 @@
  * DIR/<name>.key (0600) and writes and prints DIR/<name>.csr, for the
  * controller to sign over SSH. The key never leaves the machine.
  */
-import { ensureKeyAndCsr } from "../core/pki/mod.ts";
+import { ensureKeyAndCsr } from "../../core/pki/mod.ts";
 import type { CliIo } from "./cli_support.ts";
 import { dirStore } from "./files.ts";
 

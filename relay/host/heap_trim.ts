@@ -15,7 +15,7 @@
  * on glibc, and only with FFI permission for the system library directories
  * (the relay task grants it); otherwise it logs once and stays off.
  */
-import type { Logger } from "../core/log.ts";
+import type { Logger } from "../../core/log.ts";
 
 const MiB = 1024 * 1024;
 /** How often glibc's counters are read (a read walks the free lists: well under a millisecond). */

@@ -5,8 +5,8 @@
  * instead of dying with a stack trace — one bad connection must not take
  * down every other one.
  */
-import { createLogger } from "../core/log.ts";
-import { type LimitedLogger, rateLimitedLogger } from "../core/log_limit.ts";
+import { createLogger } from "../../core/log.ts";
+import { type LimitedLogger, rateLimitedLogger } from "../../core/log_limit.ts";
 
 /** Installs the handlers; the returned logger's close() flushes its summary. */
 export function logUnhandledErrors(
