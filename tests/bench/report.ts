@@ -5,7 +5,10 @@ const HEADER = `# Benchmarks
 
 Written by \`deno task bench\` (or \`deno task bench <section>\` for one section).
 Every figure is compared with a baseline measured in the same run on the same
-machine, so read the ratio column rather than the absolute value.
+machine, so read the ratio column rather than the absolute value. Ratios point
+the same way everywhere, higher is better: baseline ÷ value for times, sizes and
+memory, value ÷ baseline for rates (a render at 0.64× takes 1.56 times as long as
+its baseline; a bundle at 14× is a fourteenth of its budget).
 `;
 
 function fmt(n: number): string {
