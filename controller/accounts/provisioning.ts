@@ -176,15 +176,7 @@ export class Provisioning {
     for (const user of users) {
       const mine = planned.filter((d) => d.user_id === user);
       await this.#serial(user, async () => {
-        const devices = statement(
-          this.#db,
-          "SELECT * FROM devices WHERE user_id = ? AND status = 'active' AND wg_public_key IS NOT NULL",
-        ).all(user) as unknown as DeviceRow[];
-        const nodes = statement(
-          this.#db,
-          "SELECT * FROM nodes WHERE status <> 'disabled' ORDER BY name",
-        )
-          .all() as unknown as NodeRow[];
+        const { devices, nodes } = this.#peersOf(user);
         try {
           this.notify(await this.#ensurePeers(devices, nodes, actor));
         } catch (e) {
@@ -299,7 +291,8 @@ export class Provisioning {
     }
   }
 
-  async #sync(userId: string): Promise<void> {
+  /** A user's devices that need peers, and the nodes that serve them. */
+  #peersOf(userId: string): { devices: DeviceRow[]; nodes: NodeRow[] } {
     const devices = statement(
       this.#db,
       "SELECT * FROM devices WHERE user_id = ? AND status = 'active' AND wg_public_key IS NOT NULL",
@@ -307,8 +300,12 @@ export class Provisioning {
     const nodes = statement(
       this.#db,
       "SELECT * FROM nodes WHERE status <> 'disabled' ORDER BY name",
-    )
-      .all() as unknown as NodeRow[];
+    ).all() as unknown as NodeRow[];
+    return { devices, nodes };
+  }
+
+  async #sync(userId: string): Promise<void> {
+    const { devices, nodes } = this.#peersOf(userId);
     const touched = await this.#ensurePeers(devices, nodes);
     this.notify(touched);
     for (const d of devices) await this.#reseal(d, nodes);
