@@ -189,6 +189,8 @@ async function startOn(
       listen: cfg.uiListen,
     });
   }
+  const fleetView = new ControllerFleetView(state.db, fleet, reconciler);
+  stops.push(() => fleetView.close());
   // The admin API, with the dashboard (its first client) on every path outside /api.
   const api = await withDashboard((ui) =>
     createApp({
@@ -197,7 +199,7 @@ async function startOn(
       log: log.child({ part: "api" }),
       onboard: nodeOnboarding(state),
       accounts,
-      fleetView: new ControllerFleetView(state.db, fleet, reconciler),
+      fleetView,
       geoip: new GeoipStore(cfg.state, log.child({ part: "geoip" })),
       trustedProxies: listSetting(cfg.trustedProxies),
       allowedOrigins: listSetting(cfg.allowedOrigins),

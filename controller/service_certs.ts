@@ -1,8 +1,10 @@
 /**
  * The controller's own leaf certificates (its client identity towards nodes
  * and relays, its gRPC server identity, the embedded relay's identity):
- * issued from the Fleet CA on first use, kept sealed in the database, and
- * re-issued automatically once renewal is due or the wanted hosts change.
+ * issued from the Fleet CA on first use, kept sealed in the database.
+ * Renewal before expiry is the renewal check's alone (renewal.ts: it re-issues
+ * and tells every running holder); reading one here never renews it, so no
+ * reader can swap a certificate behind the holders' back.
  */
 import * as pki from "../core/pki/mod.ts";
 import { type Db, statement } from "./db/sqlite.ts";
@@ -40,7 +42,11 @@ function sanHosts(cert: pki.X509Certificate): string[] {
   ).sort();
 }
 
-/** Returns the named certificate, issuing or renewing it when needed. */
+/**
+ * Returns the named certificate as stored; issues one when there is none,
+ * when the stored one is no longer valid at `now` (the controller was off
+ * past its expiry) or, for the embedded relay, when its hosts changed.
+ */
 export async function serviceCert(
   state: Pick<ControllerState, "db" | "keystore" | "pki">,
   name: ServiceCertName,
@@ -58,7 +64,8 @@ export async function serviceCert(
     const leaf = pki.parseCertificate(row.cert_pem);
     const hostsChanged = name === "embedded-relay" &&
       sanHosts(leaf).join() !== relayHosts.map((h) => pki.hostSan(h).value).sort().join();
-    if (!pki.renewalDue(leaf, now) && !hostsChanged) {
+    const valid = leaf.notBefore <= now && now < leaf.notAfter;
+    if (valid && !hostsChanged) {
       const der = await state.keystore.open(row.key_sealed, `service:${name}`);
       const keyPem = pki.derToPem(der, "PRIVATE KEY");
       return { chainPem: row.cert_pem + fleetPem, keyPem, leaf };

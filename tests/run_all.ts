@@ -92,10 +92,10 @@ async function runFile(file: string, extra: string[]): Promise<FileResult> {
     failed: m ? Number(m[2]) : 0,
     ignored: m?.[3] ? Number(m[3]) : 0,
     crashed: m === null && !status.success,
-    // The known nghttp2 assertion, or a segfault: JavaScript cannot segfault the
-    // runtime, so that is Deno's own (the same bug shows both ways, see README).
-    runtimeAbort: plain.includes(RUNTIME_ABORT) || plain.includes(CHILD_RUNTIME_CRASH) ||
-      status.signal === "SIGSEGV",
+    // The test process died of the known nghttp2 assertion or a segfault (JavaScript can
+    // raise neither, so that is Deno's own: the same bug shows both ways, see README)…
+    runtimeAbort: !status.success && m === null &&
+      (status.signal === "SIGSEGV" || plain.includes(RUNTIME_ABORT)),
     code: status.code,
     signal: status.signal,
     failures: failuresIn(plain),
@@ -145,7 +145,10 @@ async function main(): Promise<number> {
     let r = await runFile(file, extra);
     // The test process itself, or a process a test runs (relay, controller) and names in a
     // failure, hit the runtime's abort: once more.
-    if ((r.crashed || r.failed > 0) && r.runtimeAbort) {
+    // … or every failed test's own error says a process it ran died so.
+    const childCrashes = r.failed > 0 && r.failures.length === r.failed &&
+      r.failures.every((f) => f.includes(CHILD_RUNTIME_CRASH) || f.includes(RUNTIME_ABORT));
+    if ((r.crashed && r.runtimeAbort) || childCrashes) {
       retried.push(file);
       const who = r.crashed
         ? `the test process crashed inside the Deno runtime (${r.signal ?? `exit ${r.code}`})`

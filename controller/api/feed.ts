@@ -5,7 +5,9 @@
  * nodes whose observed state changed, at most one such event a second)
  * gets the next sequence number and goes to every subscriber.
  *
- * Resume: the last `capacity` events stay in a ring. A subscriber that
+ * Resume: the last `capacity` events stay in a ring (`observed` batches
+ * excepted: they are live only, since a tab that reconnects reloads its page
+ * anyway, and on a busy fleet they would push every other event out). A subscriber that
  * reconnects with `after = N` first gets every event after N, then live
  * ones. When N is older than the ring (or from another process run, told
  * by `epoch`), it gets one `reset` event instead: it must reload what it
@@ -29,12 +31,17 @@ export interface Subscription {
 
 export const FEED_CAPACITY = 10_000;
 
+/** Event types sent to live subscribers only, never replayed on resume. */
+export const LIVE_ONLY: ReadonlySet<string> = new Set(["observed"]);
+
 export class EventFeed {
   /** Random per process start: sequence numbers are comparable only within one epoch. */
   readonly epoch = crypto.randomUUID();
   readonly #ring: FeedEvent[] = [];
   #start = 0;
   #seq = 0;
+  /** The newest event pushed out of the ring: a position before it cannot be resumed. */
+  #dropped = 0;
   readonly #sinks = new Set<FeedSink>();
 
   constructor(
@@ -50,11 +57,16 @@ export class EventFeed {
     return this.#sinks.size;
   }
 
-  /** Publishes one event to every subscriber; a throwing sink is dropped. */
+  /**
+   * Publishes one event to every subscriber; a throwing sink is dropped.
+   * Events of a LIVE_ONLY type are not kept for resuming.
+   */
   publish(type: string, data: unknown): FeedEvent {
     const e: FeedEvent = { seq: ++this.#seq, time: this.clock().toISOString(), type, data };
-    if (this.#ring.length < this.capacity) this.#ring.push(e);
+    if (LIVE_ONLY.has(type)) { /* not kept */ }
+    else if (this.#ring.length < this.capacity) this.#ring.push(e);
     else {
+      this.#dropped = this.#ring[this.#start].seq;
       this.#ring[this.#start] = e;
       this.#start = (this.#start + 1) % this.capacity;
     }
@@ -80,7 +92,7 @@ export class EventFeed {
   subscribe(sink: FeedSink, after?: number, epoch?: string): Subscription {
     let replayed = 0;
     if (after !== undefined) {
-      const lost = (epoch !== undefined && epoch !== this.epoch) || after < this.oldest - 1 ||
+      const lost = (epoch !== undefined && epoch !== this.epoch) || after < this.#dropped ||
         after > this.#seq;
       if (lost) {
         sink({

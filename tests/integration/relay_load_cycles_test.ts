@@ -113,9 +113,9 @@ Deno.test({
           const died = async () => {
             // Its exit and its last words (the output is read behind the process).
             await within(rig.relay.proc.done, 10_000, "the relay's exit").catch(() => {});
-            return `cycle ${cycle}: the relay died (${describeExit(rig.relay.proc.exit)}):\n${
-              rig.relay.proc.tail(40)
-            }`;
+            return `cycle ${cycle}: the relay died (${
+              describeExit(rig.relay.proc.exit, rig.relay.proc.tail())
+            }):\n${rig.relay.proc.tail(40)}`;
           };
           if (!rig.relay.proc.alive) assert.fail(await died());
           // The task runner may outlive the relay a moment: its own pid is what counts.

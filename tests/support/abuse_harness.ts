@@ -301,7 +301,7 @@ export async function idleFloodSteps(
   );
 
   const exit = await proc.stop();
-  assert.equal(exit.code, 0, `${describeExit(exit)}\n${proc.tail()}`);
+  assert.equal(exit.code, 0, `${describeExit(exit, proc.tail())}\n${proc.tail()}`);
   const client = lastStats(proc, "client");
   assert.ok(client.refused["per-source"] > 0, JSON.stringify(client));
   assert.equal(proc.logs().at(-1).msg, "stopped");

@@ -15,6 +15,7 @@ import { type EchoBackend, echoPkg, startEchoBackend } from "./echo_backend.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "./pki_fixture.ts";
 import { WAIT_MS, within } from "./wait.ts";
 import { decodeText } from "../../core/encoding.ts";
+import { describeExit } from "./runtime_crash.ts";
 
 export interface Harness {
   fleet: Fleet;
@@ -223,7 +224,11 @@ export class Proc {
           await this.done;
           const last = find(lines);
           if (last !== undefined) return last;
-          throw new Error(`process exited (${this.exit.code}) before ${what}:\n${this.tail()}`);
+          throw new Error(
+            `process exited (${
+              describeExit(this.exit, this.tail())
+            }) before ${what}:\n${this.tail()}`,
+          );
         }
         const next = new Promise<"line">((r) => {
           wake = () => r("line");

@@ -44,6 +44,30 @@ Deno.test("feed: replay after a position across the ring's wrap, reset past it",
   }
 });
 
+Deno.test("feed: observed batches go to live subscribers only; they never push other events out or force a reset", () => {
+  const feed = new EventFeed(3);
+  const live: string[] = [];
+  feed.subscribe((e) => live.push(`${e.seq}:${e.type}`));
+  feed.publish("change", { i: 1 });
+  for (let i = 0; i < 50; i++) feed.publish("observed", { node_ids: [], count: 0 });
+  feed.publish("change", { i: 2 });
+  assert.equal(live.length, 52, "live subscribers hear every batch");
+  assert.deepEqual(live.slice(0, 2), ["1:change", "2:observed"]);
+  // A tab that was at seq 1 resumes with the change after it; the batches between are not replayed.
+  const resumed: FeedEvent[] = [];
+  feed.subscribe((e) => resumed.push(e), 1, feed.epoch).close();
+  assert.deepEqual(resumed.map((e) => `${e.seq}:${e.type}`), ["52:change"]);
+  // Positions inside a run of batches resume too: nothing kept was lost.
+  const mid: FeedEvent[] = [];
+  feed.subscribe((e) => mid.push(e), 30, feed.epoch).close();
+  assert.deepEqual(mid.map((e) => e.seq), [52]);
+  // Once kept events are pushed out, a position before them is reset.
+  for (let i = 0; i < 3; i++) feed.publish("change", { i });
+  const old: FeedEvent[] = [];
+  feed.subscribe((e) => old.push(e), 30, feed.epoch).close();
+  assert.deepEqual(old.map((e) => e.type), ["reset"]);
+});
+
 Deno.test("feed: a throwing subscriber is dropped, others go on", () => {
   const feed = new EventFeed();
   const ok: number[] = [];

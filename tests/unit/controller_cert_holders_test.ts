@@ -100,3 +100,38 @@ Deno.test("renewal: taken up while running, else restart-to-renew; a failed relo
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("service certs: a read never renews a due certificate (the renewal check alone does, and tells the holders); an expired one is replaced", async () => {
+  const dir = await Deno.makeTempDir();
+  const state = await openState(dir, { create: true });
+  try {
+    const first = await serviceCert(state, "controller-client");
+    const dueAt = LATER();
+    assert.ok(pki.renewalDue(first.leaf, dueAt) && dueAt < first.leaf.notAfter);
+    // The fleet driver's identity check and onboarding read it while renewal is due: same one.
+    const read = await serviceCert(state, "controller-client", undefined, dueAt);
+    assert.equal(pki.serialOf(read.leaf), pki.serialOf(first.leaf));
+    // The renewal check renews it and is the one to tell the running holders.
+    const holders = new ServiceCertHolders();
+    const told: string[] = [];
+    holders.hold("controller-client", (c) => void told.push(pki.serialOf(c.leaf)));
+    const outcomes = await renewDueCertificates(state, {
+      log: createLogger("renewal", { sink: () => {} }),
+      now: () => dueAt,
+      reload: holders.renewed,
+    });
+    const renewed = outcomes.find((o) => o.name === "controller-client")!.serial!;
+    assert.notEqual(renewed, pki.serialOf(first.leaf));
+    assert.deepEqual(told, [renewed]);
+    assert.equal(pki.serialOf((await serviceCert(state, "controller-client")).leaf), renewed);
+    // A controller started again after its certificate expired gets a valid one on the read.
+    const current = (await serviceCert(state, "controller-client")).leaf;
+    const expired = new Date(current.notAfter.getTime() + 1000);
+    const fresh = await serviceCert(state, "controller-client", undefined, expired);
+    assert.notEqual(pki.serialOf(fresh.leaf), renewed);
+    assert.ok(fresh.leaf.notBefore <= expired && expired < fresh.leaf.notAfter);
+  } finally {
+    state.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

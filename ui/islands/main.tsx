@@ -192,16 +192,16 @@ function connect(): void {
 
 /**
  * Observed-state batches come up to once a second on a busy fleet: only a
- * page that shows observed state refreshes for one — the fleet overview
- * (`data-live-observed="*"`) or the page of a node the batch names.
+ * page that shows a node's observed state (`data-live-observed="<node id>"`)
+ * refreshes, for a batch that names that node or names too many to list.
  */
 function showsObserved(data: unknown): boolean {
   const d = (data ?? {}) as { node_ids?: unknown; count?: unknown };
   const ids = Array.isArray(d.node_ids) ? d.node_ids.map(String) : [];
   const partial = typeof d.count === "number" && d.count > ids.length;
   for (const el of document.querySelectorAll("[data-live-observed]")) {
-    const want = el.getAttribute("data-live-observed") ?? "*";
-    if (want === "*" || partial || ids.includes(want)) return true;
+    const want = el.getAttribute("data-live-observed") ?? "";
+    if (partial || ids.includes(want)) return true;
   }
   return false;
 }

@@ -47,7 +47,7 @@ export default async function fleet(ctx: PageContext) {
   return {
     title: "Fleet",
     body: (
-      <section data-live-observed="*">
+      <section>
         <h1>Fleet</h1>
         <div class="stats" aria-label="Nodes by state">
           <div class="stat">
