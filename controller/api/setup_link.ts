@@ -26,7 +26,9 @@ export function announceSetupLink(
   if (auth.hasAdmin()) return undefined;
   const { token, expiresAt } = replaceStartLinks(auth);
   const url = `${baseUrl}/setup#token=${token}`;
-  print(`No admin yet. Create the first one within 24 h at: ${url}`);
+  print(
+    `No admin yet. Create the first one within 24 h, with the link of the latest start: ${url}`,
+  );
   log.info("no admin yet: a one-time setup link was printed on stdout", {
     code: "setup-link",
     expires_at: expiresAt,
