@@ -9,6 +9,13 @@
  * relay certificate and accepts only a controller-role server certificate
  * named `coxswain-grpc` that the relay policy does not revoke; a policy that
  * revokes the certificate of a live session drops that session.
+ *
+ * When the path to the controller is replaced (a new tunnel session), new
+ * calls go to new sessions on the new path at once; the old sessions are
+ * retired gracefully: they take no new stream (HTTP/2 close: a GOAWAY to
+ * the controller), the calls in flight finish, and each closes after its
+ * last call (or when the tunnel slot closes the old path at the end of its
+ * drain grace).
  */
 import http2 from "node:http2";
 import "./http2_order_fix.ts";
@@ -65,8 +72,10 @@ export interface RelayIdentity {
 export class Backend {
   #lanes: Record<Lane, LaneState> = { device: {}, certless: {} };
   #pacers = new WeakMap<http2.ClientHttp2Session, ResetPacer>();
-  /** The transport stream under each session (see #resetLane). */
+  /** The transport stream under each session (see #destroy). */
   #raw = new WeakMap<http2.ClientHttp2Session, Duplex>();
+  /** Retired sessions finishing their calls, with their controller's serial. */
+  #retired = new Map<http2.ClientHttp2Session, string | undefined>();
   #unwatch?: () => void;
 
   constructor(
@@ -86,6 +95,14 @@ export class Backend {
             lane,
           });
           this.#resetLane(lane);
+        }
+        for (const [session, serial] of this.#retired) {
+          if (serial === undefined || !revoked.has(serial)) continue;
+          this.log.warn("controller certificate revoked: retired backend session closed", {
+            code: "controller-revoked",
+            serial,
+          });
+          this.#destroy(session);
         }
       });
     }
@@ -126,10 +143,32 @@ export class Backend {
     return p;
   }
 
-  /** Drops every session (e.g. when a new tunnel replaces the old). */
+  /**
+   * The path to the controller was replaced (a new tunnel): new calls open
+   * new sessions, and the current ones retire gracefully (see the top).
+   */
   reset(): void {
-    this.#resetLane("device");
-    this.#resetLane("certless");
+    for (const lane of Object.keys(this.#lanes) as Lane[]) this.#retireLane(lane);
+  }
+
+  #retireLane(lane: Lane): void {
+    const st = this.#lanes[lane];
+    const s = st.session;
+    const serial = st.peerSerial;
+    st.session = undefined;
+    st.current = undefined;
+    st.peerSerial = undefined;
+    // Callers already waiting for this session were queued on it before this
+    // callback: their calls are opened before it stops taking new ones.
+    s?.then((x) => {
+      if (x.closed || x.destroyed) return;
+      this.#retired.set(x, serial);
+      x.once("close", () => {
+        this.#retired.delete(x);
+        this.#raw.get(x)?.destroy();
+      });
+      x.close();
+    }, () => {});
   }
 
   #resetLane(lane: Lane): void {
@@ -138,20 +177,25 @@ export class Backend {
     st.session = undefined;
     st.current = undefined;
     st.peerSerial = undefined;
-    s?.then((x) => {
-      // The stream under it first: a session whose transport is already gone
-      // ends without a GOAWAY exchange, the path where Deno's nghttp2 was
-      // seen to abort the process at shutdown (denoland/deno#36788).
-      this.#raw.get(x)?.destroy();
-      x.destroy();
-    }, () => {});
+    s?.then((x) => this.#destroy(x), () => {});
   }
 
-  /** Drops the sessions and stops watching the revocation list. */
+  #destroy(session: http2.ClientHttp2Session): void {
+    this.#retired.delete(session);
+    // The stream under it first: a session whose transport is already gone
+    // ends without a GOAWAY exchange, the path where Deno's nghttp2 was
+    // seen to abort the process at shutdown (denoland/deno#36788).
+    this.#raw.get(session)?.destroy();
+    session.destroy();
+  }
+
+  /** Drops every session, retired ones included, and stops watching the revocation list. */
   close(): void {
     this.#unwatch?.();
     this.#unwatch = undefined;
-    this.reset();
+    this.#resetLane("device");
+    this.#resetLane("certless");
+    for (const session of [...this.#retired.keys()]) this.#destroy(session);
   }
 
   async #connect(lane: Lane, st: LaneState): Promise<http2.ClientHttp2Session> {

@@ -143,7 +143,7 @@ export async function runRelay(cfg: RelayConfig, log: Logger): Promise<RunningRe
       name: "tunnel",
       listen: splitListen(cfg.tunnelAddr),
       listenSetting: "--tunnel-addr",
-      onController: (socket) => slot.attach(nodeToWeb(socket)),
+      onController: (socket, who) => slot.attach(nodeToWeb(socket), { serial: who.serial }),
       connections: { ...shared, budget: plan.controllerOnlyBudget() },
     });
     opened.push(tunnel);

@@ -2,8 +2,14 @@
  * The relay end of the reverse tunnel. The controller dials in (controller
  * certificate only); the relay is the yamux client and opens one substream
  * per backend connection. One controller at a time: a new verified
- * controller session replaces the old one, so a stale or hijacked
+ * controller session replaces the old one at once, so a stale or hijacked
  * connection can never lock the real controller out.
+ *
+ * Replacement drains rather than cuts (the controller cycles its session
+ * when its certificate is renewed): new substreams and policy streams go to
+ * the new session only; the replaced one gets a go-away (the peer's new
+ * streams are refused, this side opens none), its calls in flight finish,
+ * and it is closed once its last substream ends or the drain grace is over.
  *
  * Inner TLS: each substream carries TLS 1.3 to the controller's gRPC server
  * (what the original controller expects), unless the policy pushed on this
@@ -29,14 +35,56 @@ export const TUNNEL_KEEPALIVE_MS = 20_000;
  */
 export const TUNNEL_STREAM_WINDOW = 1024 * 1024;
 
+/**
+ * How long a replaced session may go on carrying the calls it had (30 s):
+ * an ordinary unary call or claim finishes well within it, and a
+ * long-lived stream cut at its end is redialled by its client like after
+ * any relay restart. Bounded, so a replaced session cannot hold resources.
+ */
+export const TUNNEL_DRAIN_GRACE_MS = 30_000;
+/**
+ * Replaced sessions draining at once; a further replacement closes the
+ * oldest at once, so a burst of reconnects cannot pile them up.
+ */
+export const MAX_DRAINING = 4;
+/** How often a draining session is checked for its last substream. */
+const DRAIN_CHECK_MS = 200;
+
+export interface TunnelSlotOptions {
+  /** Grace of a replaced session (default TUNNEL_DRAIN_GRACE_MS). */
+  drainGraceMs?: number;
+}
+
+export interface AttachOptions {
+  /** Multiplexer keepalive (default TUNNEL_KEEPALIVE_MS; 0 turns it off). */
+  keepAliveIntervalMs?: number;
+  /** Serial of the controller certificate that opened this connection (for the logs). */
+  serial?: string;
+}
+
+interface Draining {
+  serial: string | null;
+  finish(reason: string): void;
+}
+
 export class TunnelSlot implements BackendTransport {
   readonly name = "tunnel";
   #session: MuxSession | null = null;
+  #serial: string | null = null;
   /** The session whose controller announced plain HTTP/2 (see inProcess). */
   #plainSession: MuxSession | null = null;
+  /** Replaced sessions finishing their calls, oldest first. */
+  #draining = new Map<MuxSession, Draining>();
   #listeners = new Set<() => void>();
+  readonly #graceMs: number;
 
-  constructor(private readonly policy: RelayPolicy, private readonly log: Logger) {}
+  constructor(
+    private readonly policy: RelayPolicy,
+    private readonly log: Logger,
+    opts: TunnelSlotOptions = {},
+  ) {
+    this.#graceMs = opts.drainGraceMs ?? TUNNEL_DRAIN_GRACE_MS;
+  }
 
   /**
    * True when the live session's controller takes plain HTTP/2: the backend
@@ -51,24 +99,29 @@ export class TunnelSlot implements BackendTransport {
     return this.#session !== null && !this.#session.isClosed;
   }
 
-  /** Called with every new tunnel (the backend drops its old session). */
+  /** Replaced sessions still finishing their calls. */
+  get draining(): number {
+    return this.#draining.size;
+  }
+
+  /** Called with every new tunnel (the backend moves new calls to it). */
   onChange(fn: () => void): void {
     this.#listeners.add(fn);
   }
 
-  /** Takes a verified controller connection as the tunnel. */
-  attach(conn: WebDuplex, keepAliveIntervalMs = TUNNEL_KEEPALIVE_MS): void {
+  /** Takes a verified controller connection as the tunnel; a previous one drains. */
+  attach(conn: WebDuplex, opts: AttachOptions = {}): void {
     const old = this.#session;
+    const oldSerial = this.#serial;
+    const serial = opts.serial ?? null;
     const session = new MuxSession(conn, {
       role: "client",
-      keepAliveIntervalMs,
+      keepAliveIntervalMs: opts.keepAliveIntervalMs ?? TUNNEL_KEEPALIVE_MS,
       windowSize: TUNNEL_STREAM_WINDOW,
     });
     this.#session = session;
-    if (old) {
-      this.log.info("a new controller tunnel replaces the previous one");
-      void old.close();
-    }
+    this.#serial = serial;
+    if (old && !old.isClosed) this.#drain(old, oldSerial, serial);
     for (const fn of this.#listeners) fn();
     // Up only once the controller answers on the session: a controller that
     // drops the connection after TLS (e.g. a name mismatch) never was up.
@@ -76,10 +129,12 @@ export class TunnelSlot implements BackendTransport {
     session.ping().then(() => {
       if (session.isClosed) return;
       up = true;
-      this.log.info("controller tunnel up");
+      this.log.info("controller tunnel up", { serial });
     }, () => {});
     session.closed.then((err) => {
-      if (this.#session === session) this.#session = null;
+      // A replaced session's end is the drain's to tell (tunnel-drain-end).
+      if (this.#session !== session) return;
+      this.#session = null;
       const reason = err?.message ?? "closed";
       if (up) this.log.info("controller tunnel down", { reason });
       else this.log.warn("controller tunnel closed before it came up", { reason });
@@ -94,13 +149,65 @@ export class TunnelSlot implements BackendTransport {
   }
 
   async close(): Promise<void> {
+    const draining = [...this.#draining.values()];
+    for (const d of draining) d.finish("relay-closing");
     await this.#session?.close();
     this.#session = null;
+  }
+
+  /**
+   * Lets a replaced session finish its calls: no new stream either way
+   * (go-away), closed when its last substream ends or the grace is over.
+   */
+  #drain(old: MuxSession, serial: string | null, by: string | null): void {
+    old.goAway();
+    const started = Date.now();
+    let check: ReturnType<typeof setInterval> | undefined = undefined;
+    const finish = (reason: string) => {
+      if (!this.#draining.delete(old)) return;
+      clearInterval(check);
+      const cut = old.isClosed ? 0 : old.streamCount;
+      void old.close();
+      this.log.info("replaced controller tunnel closed", {
+        code: "tunnel-drain-end",
+        reason,
+        serial,
+        streams_cut: cut,
+        drained_ms: Date.now() - started,
+      });
+    };
+    check = setInterval(() => {
+      if (old.isClosed) finish("ended");
+      else if (old.streamCount === 0) finish("drained");
+      else if (Date.now() - started >= this.#graceMs) finish("grace-over");
+    }, Math.min(DRAIN_CHECK_MS, this.#graceMs));
+    this.#draining.set(old, { serial, finish });
+    // A controller that redials because its old connection died leaves that
+    // one silent: its calls cannot finish, so it goes once a ping goes unanswered.
+    old.ping().catch(() => finish(old.isClosed ? "ended" : "unresponsive"));
+    this.log.info("a new controller tunnel replaces the previous one: the previous one drains", {
+      code: "tunnel-drain-start",
+      serial,
+      new_serial: by,
+      streams: old.streamCount,
+      grace_ms: this.#graceMs,
+    });
+    if (this.#draining.size > MAX_DRAINING) {
+      this.#draining.values().next().value!.finish("too-many-draining");
+    }
   }
 
   /** Streams the controller opens carry policy documents, nothing else. */
   async #acceptControl(session: MuxSession): Promise<void> {
     for await (const stream of session) {
+      // A replaced session gets no new work, policy included.
+      if (this.#session !== session) {
+        this.log.warn("a policy stream on a replaced controller tunnel was refused", {
+          code: "tunnel-replaced",
+        });
+        stream.reset();
+        continue;
+      }
       try {
         const { target, payload } = await splitConnectStream(stream.readable);
         if (target.host !== POLICY_HOST) throw new Error(`unexpected stream for ${target.host}`);

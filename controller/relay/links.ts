@@ -11,10 +11,11 @@
  *
  * Renewed certificates are taken up while running (ServiceCertHolders): the
  * embedded relay's listener presents a renewed `embedded-relay` certificate
- * to new connections (open ones go on), and every tunnel dialled after a
- * renewal presents the renewed `controller-client` certificate. A tunnel
- * already up keeps its session: the relay checked the controller at its
- * handshake only, and replacing it would cut the calls it carries.
+ * to new connections (open ones go on), and every tunnel presents the
+ * renewed `controller-client` certificate: an up tunnel is cycled
+ * make-before-break (TunnelClient.renewed: a new session, then the old one
+ * drains on the relay, its calls finishing); a tunnel that is down or
+ * dialling uses it at its next dial.
  */
 import type { Logger } from "../../core/log.ts";
 import { certPem, type RevocationList } from "../../core/pki/mod.ts";
@@ -45,8 +46,8 @@ export interface RelayLinks {
   pushPolicy(): Promise<PushOutcome[]>;
   /**
    * Takes renewed certificates from `holders` from now on: `embedded-relay`
-   * for the embedded relay's listener, `controller-client` for the tunnels'
-   * next dials. Returns the function that stops it.
+   * for the embedded relay's listener, `controller-client` for the tunnels
+   * (up ones are cycled onto it). Returns the function that stops it.
    */
   holdCertificates(holders: ServiceCertHolders): () => void;
   close(): Promise<void>;
@@ -156,6 +157,7 @@ export async function startRelayLinks(
         holders.hold("controller-client", (c) => {
           identity.certPem = c.chainPem;
           identity.keyPem = c.keyPem;
+          for (const t of tunnels) t.renewed();
         }),
         ...(relay
           ? [holders.hold("embedded-relay", (c) => relay.setCertificate(c.chainPem, c.keyPem))]

@@ -23,19 +23,42 @@
  * (60 s) and refuses the relay right after each handshake until it presents
  * a new, unrevoked relay certificate, which is then taken back without a
  * restart.
+ *
+ * Certificate renewal (renewed()): an up tunnel to our relay is cycled
+ * make-before-break. A second session is dialled with the new controller
+ * certificate while the old one serves; once the relay answers on it, it
+ * becomes the live session (policy pushed as on any dial) and the old one is
+ * retired: a go-away (no new substream), its calls finish, and the relay
+ * closes it after its drain (relay/tunnel.ts), or this side does after
+ * RETIRE_MS. The status stays "up" throughout. An original Go relay is not
+ * cycled: it takes one controller connection at a time (CONTRACTS.md §3.4,
+ * a second one waits until the first closes), so a cycle there could only
+ * cut the live session; it checked the certificate at the handshake only,
+ * and the next dial presents the renewed one.
  */
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../core/log.ts";
 import { MuxSession } from "../../core/mux/mod.ts";
-import type { RevocationList, VerifiedCertificate } from "../../core/pki/mod.ts";
+import {
+  parseCertificates,
+  type RevocationList,
+  serialOf,
+  type VerifiedCertificate,
+} from "../../core/pki/mod.ts";
 import { formatPolicyAnswer, type PolicyDocument } from "../../core/relay_policy.ts";
 import { nodeToWeb, webToNode } from "../../relay/host/web_node.ts";
-import { TUNNEL_STREAM_WINDOW } from "../../relay/tunnel.ts";
-import { type ControllerTlsIdentity, dialRelay } from "./dial.ts";
+import { TUNNEL_DRAIN_GRACE_MS, TUNNEL_STREAM_WINDOW } from "../../relay/tunnel.ts";
+import { type ControllerTlsIdentity, type DialledRelay, dialRelay } from "./dial.ts";
 import { POLICY_ACK_TIMEOUT_MS, pushPolicy } from "./policy_push.ts";
 
 /** "P" of the HTTP/2 connection preface; a TLS ClientHello starts with 0x16. */
 const H2_PREFACE_FIRST_BYTE = 0x50;
+
+/**
+ * Longest a retired session is kept after a cycle: the relay's drain grace
+ * plus a margin, so normally the relay ends it (it knows when its calls are done).
+ */
+export const RETIRE_MS = TUNNEL_DRAIN_GRACE_MS + 15_000;
 
 export const ORIGINAL_RELAY_NOTE = "original relay: revocation enforced by the controller only";
 
@@ -72,6 +95,8 @@ export interface TunnelClientOptions {
   keepAliveIntervalMs?: number;
   /** Deadline of one policy push (default 5 s). */
   policyTimeoutMs?: number;
+  /** Longest a session retired by a cycle is kept (default RETIRE_MS). */
+  retireMs?: number;
 }
 
 export type TunnelState = "connecting" | "up" | "backoff" | "stopped";
@@ -89,6 +114,12 @@ export interface TunnelStatus {
   /** Serial of the relay certificate on the live (or last) session. */
   relaySerial: string | null;
   sessions: number;
+  /** Sessions replaced by a new one after a certificate renewal, without going down. */
+  cycles: number;
+  /** True while a cycle is under way (dialling, or waiting to retry a failed dial); the old session serves. */
+  cycling: boolean;
+  /** Serial of the controller certificate presented on the live (or last) session. */
+  controllerSerial: string | null;
   policy: {
     /** Pushes attempted (streams opened). */
     sent: number;
@@ -120,8 +151,21 @@ export class TunnelClient {
     lastAnswer: null as string | null,
   };
   #lastError: { code: string; message: string } | null = null;
+  /** The certificate (chain PEM) the live session was dialled with, and its serial. */
+  #dialledCert: string | null = null;
+  #dialledSerial: string | null = null;
+  /** Ends the redial loop's wait for the live session (set per dial). */
+  #sessionEnded: ((reason: Error | null) => void) | null = null;
+  /** Sessions retired by a cycle, still finishing their calls. */
+  #retired = new Set<MuxSession>();
+  #cycling = false;
+  #cycleAgain = false;
+  /** Aborted by stop(): ends a cycle's dial or its wait before a retry. */
+  #stopAbort = new AbortController();
   /** Sessions established so far (observability and tests). */
   sessions = 0;
+  /** Cycles completed (renewed(): new session up, old one retired). */
+  cycles = 0;
 
   constructor(private readonly opts: TunnelClientOptions) {}
 
@@ -136,6 +180,9 @@ export class TunnelClient {
       note: this.#kind === "original" ? ORIGINAL_RELAY_NOTE : null,
       relaySerial: this.#peer?.serial ?? null,
       sessions: this.sessions,
+      cycles: this.cycles,
+      cycling: this.#cycling,
+      controllerSerial: this.#dialledSerial,
       policy: { ...this.#policy },
       lastError: this.#lastError,
     };
@@ -157,7 +204,24 @@ export class TunnelClient {
   async pushPolicy(): Promise<PushOutcome> {
     const s = this.#session;
     if (!s || s.isClosed) return "no-session";
-    return await this.#sendPolicy(s);
+    const outcome = await this.#sendPolicy(s);
+    // A cycle replaced the session meanwhile (the relay refuses streams on a
+    // replaced one): the new session must hold this policy too.
+    const now = this.#session;
+    if (outcome === "failed" && now && now !== s && !now.isClosed) {
+      return await this.#sendPolicy(now);
+    }
+    return outcome;
+  }
+
+  /**
+   * The controller's client certificate (identity) was renewed: an up
+   * session that presented another one is cycled (see the top). Returns at
+   * once; the cycle logs `tunnel-cycled`, or `tunnel-cycle-failed` and
+   * retries with backoff while the old session serves.
+   */
+  renewed(): void {
+    void this.#cycle();
   }
 
   /**
@@ -171,7 +235,9 @@ export class TunnelClient {
     this.#unsubscribe = null;
     this.#wake?.();
     this.#dialAbort?.abort(stoppedError());
+    this.#stopAbort.abort(stoppedError());
     for (const w of this.#upWaiters.splice(0)) w.reject(stoppedError());
+    await Promise.all([...this.#retired].map((s) => s.close()));
     await this.#session?.close();
     await this.#loop;
   }
@@ -189,7 +255,111 @@ export class TunnelClient {
       relay: this.#where(),
       serial: peer.serial,
     });
+    for (const s of this.#retired) void s.close();
     void this.#session.close();
+  }
+
+  /** Runs cycles one at a time until the live session presents the current certificate. */
+  async #cycle(): Promise<void> {
+    if (this.#cycling) {
+      this.#cycleAgain = true;
+      return;
+    }
+    this.#cycling = true;
+    const b = this.#backoff();
+    let delay = b.initialMs;
+    try {
+      for (;;) {
+        this.#cycleAgain = false;
+        const outcome = await this.#cycleOnce();
+        if (this.#stopped) return;
+        if (outcome === "failed") {
+          await sleep(delay, this.#stopAbort.signal);
+          delay = Math.min(delay * 2, b.maxMs);
+        } else if (!this.#cycleAgain) return;
+      }
+    } finally {
+      this.#cycling = false;
+    }
+  }
+
+  /** One make-before-break cycle of the live session. */
+  async #cycleOnce(): Promise<"done" | "skipped" | "failed"> {
+    const old = this.#session;
+    const certPem = this.opts.identity.certPem;
+    // Down or dialling: the next session presents the new certificate anyway.
+    if (!old || old.isClosed || this.#state !== "up" || certPem === this.#dialledCert) {
+      return "skipped";
+    }
+    const log = this.opts.log;
+    const relay = this.#where();
+    if (this.#kind === "original") {
+      log.info("tunnel not cycled: the renewed certificate is used from the next dial", {
+        code: "tunnel-cycle-skipped",
+        relay,
+        note: ORIGINAL_RELAY_NOTE,
+      });
+      return "skipped";
+    }
+    let dialled: DialledRelay;
+    let session: MuxSession | null = null;
+    try {
+      dialled = await dialRelay(
+        this.opts.target,
+        this.opts.identity,
+        undefined,
+        this.#stopAbort.signal,
+      );
+      // The old session ended meanwhile: the redial loop takes over.
+      if (this.#stopped || this.#session !== old || old.isClosed) {
+        dialled.socket.destroy();
+        return "skipped";
+      }
+      session = newSession(dialled, this.opts.keepAliveIntervalMs);
+      // Answered: the relay holds it as its tunnel (it switches at attach),
+      // so no call goes to the old one from now on.
+      await session.ping();
+    } catch (e) {
+      void session?.close();
+      if (this.#stopped) return "skipped";
+      log.warn("tunnel cycle failed: the old session goes on", {
+        code: "tunnel-cycle-failed",
+        relay,
+        error: e,
+      });
+      return "failed";
+    }
+    if (this.#stopped || this.#session !== old || old.isClosed) {
+      void session.close();
+      return "skipped";
+    }
+    const oldSerial = this.#dialledSerial;
+    this.#adopt(session, dialled, certPem);
+    const newSerial = this.#dialledSerial;
+    this.#retire(old);
+    this.cycles++;
+    this.#checkRevoked();
+    const policy = await this.#sendPolicy(session);
+    log.info("relay tunnel cycled onto the renewed certificate", {
+      code: "tunnel-cycled",
+      relay,
+      old_serial: oldSerial,
+      new_serial: newSerial,
+      relay_serial: dialled.relay.serial,
+      policy,
+    });
+    return "done";
+  }
+
+  /** A retired session takes no new substream; its calls finish; it is closed at the latest after retireMs. */
+  #retire(old: MuxSession): void {
+    this.#retired.add(old);
+    old.goAway();
+    const timer = setTimeout(() => void old.close(), this.opts.retireMs ?? RETIRE_MS);
+    void old.closed.then(() => {
+      clearTimeout(timer);
+      this.#retired.delete(old);
+    });
   }
 
   async #sendPolicy(session: MuxSession): Promise<PushOutcome> {
@@ -274,8 +444,31 @@ export class TunnelClient {
     return `${this.opts.target.host}:${this.opts.target.port}`;
   }
 
+  #backoff(): { initialMs: number; maxMs: number; stableMs: number } {
+    return this.opts.backoff ?? { initialMs: 1000, maxMs: 60_000, stableMs: 5000 };
+  }
+
+  /** Makes `session` (on `dialled`, which presented `certPem`) the live one and serves it. */
+  #adopt(session: MuxSession, dialled: DialledRelay, certPem: string): void {
+    this.#session = session;
+    this.#peer = dialled.relay;
+    this.#kind = dialled.policyChannel ? "pharos" : "original";
+    this.#dialledCert = certPem;
+    this.#dialledSerial = serialOf(parseCertificates(certPem)[0]);
+    this.#lastError = null;
+    this.sessions++;
+    void this.#serve(session);
+  }
+
+  /** Hands each substream to the gRPC server; the end of the live session ends the wait in #run. */
+  async #serve(session: MuxSession): Promise<void> {
+    for await (const stream of session) this.#route(webToNode(stream));
+    const reason = await session.closed;
+    if (this.#session === session) this.#sessionEnded?.(reason);
+  }
+
   async #run(): Promise<void> {
-    const b = this.opts.backoff ?? { initialMs: 1000, maxMs: 60_000, stableMs: 5000 };
+    const b = this.#backoff();
     const where = this.#where();
     let delay = b.initialMs;
     while (!this.#stopped) {
@@ -284,7 +477,9 @@ export class TunnelClient {
       const abort = new AbortController();
       this.#dialAbort = abort;
       try {
-        const { socket, relay, policyChannel } = await dialRelay(
+        // dialRelay reads the certificate at once: this is the one presented.
+        const certPem = this.opts.identity.certPem;
+        const dialled = await dialRelay(
           this.opts.target,
           this.opts.identity,
           undefined,
@@ -293,22 +488,15 @@ export class TunnelClient {
         this.#dialAbort = null;
         // stop() came between the dial's end and here: nobody will close this one.
         if (this.#stopped) {
-          socket.destroy();
+          dialled.socket.destroy();
           break;
         }
-        const session = new MuxSession(nodeToWeb(socket), {
-          role: "server",
-          windowSize: TUNNEL_STREAM_WINDOW,
-          keepAliveIntervalMs: this.opts.keepAliveIntervalMs ?? 20_000,
-        });
-        this.#session = session;
-        this.#peer = relay;
-        this.#kind = policyChannel ? "pharos" : "original";
-        this.#lastError = null;
+        const ended = new Promise<Error | null>((resolve) => this.#sessionEnded = resolve);
+        const session = newSession(dialled, this.opts.keepAliveIntervalMs);
+        this.#adopt(session, dialled, certPem);
         started = Date.now();
-        this.sessions++;
         this.#state = "up";
-        if (policyChannel) {
+        if (dialled.policyChannel) {
           this.opts.log.info("relay tunnel up", { relay: where });
         } else {
           this.opts.log.warn("relay tunnel up: " + ORIGINAL_RELAY_NOTE, {
@@ -321,8 +509,11 @@ export class TunnelClient {
         // Revoked between the handshake and now: do not keep it.
         this.#checkRevoked();
         void this.#sendPolicy(session);
-        for await (const stream of session) this.#route(webToNode(stream));
-        const reason = await session.closed;
+        // Renewed while this dial was on its way: cycle onto the new certificate.
+        if (this.opts.identity.certPem !== certPem) this.renewed();
+        // The live session may be replaced by cycles meanwhile; this waits for the last one.
+        const reason = await ended;
+        this.#sessionEnded = null;
         this.opts.log.warn("relay tunnel down", {
           relay: where,
           reason: reason?.message ?? "closed",
@@ -355,6 +546,29 @@ export class TunnelClient {
     this.#session = null;
     this.#state = "stopped";
   }
+}
+
+/** The multiplexer session on a dialled relay connection (the relay is the yamux client). */
+function newSession(dialled: DialledRelay, keepAliveIntervalMs = 20_000): MuxSession {
+  return new MuxSession(nodeToWeb(dialled.socket), {
+    role: "server",
+    windowSize: TUNNEL_STREAM_WINDOW,
+    keepAliveIntervalMs,
+  });
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }
 
 function stoppedError(): Error {

@@ -4,8 +4,8 @@
  * (issue 12, item 9): the embedded relay's device listener presents the new
  * certificate to new connections while a connection and a call opened
  * before the renewal go on; the gRPC server's TLS identity (tunnel
- * substreams with inner TLS) likewise; a relay tunnel dialled after the
- * renewal presents the new controller certificate. Real TLS on loopback.
+ * substreams with inner TLS) likewise; a relay tunnel is cycled onto the
+ * new controller certificate, and a later dial presents it too. Real TLS on loopback.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
@@ -232,13 +232,15 @@ Deno.test({
       clients.push(after);
       assert.equal((await unary(after, "Unary", { text: "new" })).res.text, "new");
 
-      // The live tunnel keeps its session; the next dial presents the new certificate.
-      assert.equal(controllerSerials.length, 1);
+      // The live tunnel is cycled onto the new certificate (tunnel_cycle_*_test.ts);
+      // a later dial presents it too.
+      await until(() => controllerSerials.length === 2, WAIT_MS, "the tunnel to be cycled");
+      assert.equal(controllerSerials[1], renewed["controller-client"]);
       await within(tunnelPort.close(), WAIT_MS, "the relay's tunnel listener to close");
       await within(slot.close(), WAIT_MS, "the relay's tunnel slot to close");
       tunnelPort = await listen(tunnelPort.port);
-      await until(() => controllerSerials.length === 2, WAIT_MS, "the tunnel to be dialled again");
-      assert.equal(controllerSerials[1], renewed["controller-client"]);
+      await until(() => controllerSerials.length === 3, WAIT_MS, "the tunnel to be dialled again");
+      assert.equal(controllerSerials[2], renewed["controller-client"]);
       await until(() => slot.connected, WAIT_MS, "the relay to hold the new tunnel");
       await within(ctl.relays.tunnels[0].whenUp(), WAIT_MS, "the tunnel to be up again");
     } finally {

@@ -23,7 +23,7 @@ Deno.test("tunnel slot: 'up' is logged once the controller answers, 'down' when 
   const { slot, msgs } = slotWithLogs();
   const [relayEnd, controllerEnd] = memoryDuplexPair();
   const controller = new MuxSession(controllerEnd, { role: "server", keepAliveIntervalMs: 0 });
-  slot.attach(relayEnd, 0);
+  slot.attach(relayEnd, { keepAliveIntervalMs: 0 });
   await until(() => msgs().includes("controller tunnel up"), 10_000, "tunnel up");
   assert.ok(slot.connected);
   await controller.close();
@@ -35,7 +35,7 @@ Deno.test("tunnel slot: 'up' is logged once the controller answers, 'down' when 
 Deno.test("tunnel slot: a controller that hangs up after TLS never counts as up", async () => {
   const { slot, logs, msgs } = slotWithLogs();
   const [relayEnd, controllerEnd] = memoryDuplexPair();
-  slot.attach(relayEnd, 0);
+  slot.attach(relayEnd, { keepAliveIntervalMs: 0 });
   // The controller refuses the relay after the handshake: it closes without a word.
   await controllerEnd.writable.close();
   await controllerEnd.readable.cancel();
