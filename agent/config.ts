@@ -162,7 +162,8 @@ export const AGENT_SETTINGS: SettingSpec[] = [
     default: "",
     check: checkIps,
     arg: "IP,...",
-    help: "node IPs whose --endpoint-ports are forwarded to the AmneziaWG port",
+    help:
+      "node IPs whose --endpoint-ports are forwarded to the AmneziaWG port while the controller pushes no endpoint ranges",
   },
   {
     key: "endpointPorts",
@@ -171,7 +172,8 @@ export const AGENT_SETTINGS: SettingSpec[] = [
     default: "",
     check: checkPorts,
     arg: "MIN-MAX",
-    help: "UDP port range forwarded (DNAT) to the AmneziaWG port",
+    help:
+      "UDP port range forwarded (DNAT) to the AmneziaWG port while the controller pushes no endpoint ranges",
   },
   {
     key: "pollInterval",

@@ -45,6 +45,18 @@ export interface AwgStatus {
   handshaking: number;
 }
 
+/** `UDP 2000-2100 on 192.0.2.1,192.0.2.5`, one group per port range, in first-seen order. */
+export function describeRanges(
+  ranges: readonly { ip: string; portMin: number; portMax: number }[],
+): string {
+  const groups = new Map<string, string[]>();
+  for (const r of ranges) {
+    const ports = r.portMin === r.portMax ? `${r.portMin}` : `${r.portMin}-${r.portMax}`;
+    groups.set(ports, [...groups.get(ports) ?? [], r.ip]);
+  }
+  return [...groups].map(([ports, ips]) => `UDP ${ports} on ${ips.join(",")}`).join(", ");
+}
+
 export class AgentNode {
   readonly client: ClientInterface;
   readonly inner: InnerLinks;
@@ -181,12 +193,11 @@ export class AgentNode {
     if (!this.driver.obfuscation) {
       notes.push(`plain WireGuard (${this.driver.kind}): obfuscation off`);
     }
-    const d = this.settings.diversity;
-    if (d && d.ips.length > 0) {
+    const ranges = this.policy.endpointRanges;
+    if (ranges.length > 0) {
+      const source = this.policy.rangesPushed ? "from the controller" : "from local flags";
       notes.push(
-        `UDP ${d.portMin}-${d.portMax} on ${
-          d.ips.join(",")
-        } forwarded to :${this.settings.awgPort}`,
+        `${describeRanges(ranges)} forwarded to :${this.settings.awgPort} (${source})`,
       );
     }
     for (const l of this.inner.status()) {

@@ -18,7 +18,9 @@ import {
   checkPort,
   checkWgKey,
   DEFAULT_MTU,
+  MAX_ENDPOINT_RANGES,
   obfuscationMessage,
+  validateEndpointRanges,
   validateObfuscation,
 } from "../core/dataplane/mod.ts";
 import type { Logger } from "../core/log.ts";
@@ -193,12 +195,25 @@ function checkPolicy(c: Obj | null | undefined) {
       table: x.table,
     };
   });
+  // Checked here under their wire names; the applier checks the whole policy again.
+  const ranges = checkArray(c.endpoint_ranges ?? [], "config.endpoint_ranges", MAX_ENDPOINT_RANGES)
+    .map((r) => {
+      const x = (r ?? {}) as Obj;
+      return { ip: x.ip, portMin: x.port_min, portMax: x.port_max };
+    });
+  const endpointRanges = validateEndpointRanges(ranges, "config.endpoint_ranges");
   return {
     forwarding: c.forwarding === true,
     masquerade: c.masquerade === true,
     isolation: c.isolation === true,
     transits,
+    endpointRanges,
   };
+}
+
+/** EndpointRange messages of a SetNetworkConfigResponse. */
+function rangeMessages(ranges: readonly { ip: string; portMin: number; portMax: number }[]) {
+  return ranges.map((r) => ({ ip: r.ip, port_min: r.portMin, port_max: r.portMax }));
 }
 
 function timestamp(unixSeconds: number) {
@@ -399,7 +414,7 @@ export function nodeControlCore(node: AgentNode, log: Logger): NodeControlCore {
     SetNetworkConfig: async (req: Obj) => {
       const policy = checkPolicy(req.config as Obj | null);
       await node.policy.set(policy);
-      return { applied: true };
+      return { applied: true, endpoint_ranges: rangeMessages(node.policy.endpointRanges) };
     },
 
     ConfigureInnerLink: async (req: Obj) => {

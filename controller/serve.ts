@@ -206,6 +206,8 @@ async function startOn(
       metricsOnLoopback: cfg.metricsLoopback === "on",
     }), { log: log.child({ part: "dashboard" }) });
   stops.push(() => api.close());
+  // Unwound before the API and the database: running reseals and downloads end first.
+  stops.push(() => api.operations.close());
   const http = await startDashboard({
     listen: { hostname, port },
     handler: api,

@@ -13,6 +13,12 @@
  * answer) it is best effort: what fails (e.g. a transit to an inner link
  * that is not up) is logged and retried later, and the rest is served.
  *
+ * Endpoint ranges: those the controller pushed (NetworkConfig.endpoint_ranges,
+ * kept in the policy and so persisted with it) replace the ones of the
+ * agent's own flags (`--endpoint-ips`/`--endpoint-ports`); the flags apply
+ * only while the controller sends none (an original controller, or a node
+ * with no endpoints set). The two are never merged.
+ *
  * One addition to the renderer's set: with forwarding off the agent inserts
  * `FORWARD -i <if> -j DROP` (IPv4 and IPv6), so the node is a dead end even
  * when the host forwards for other reasons (the forwarding sysctls are never
@@ -21,6 +27,7 @@
 import {
   type EndpointDiversity,
   type NetworkPolicy,
+  type PortRangeForward,
   renderNetworkPolicy,
   validateNetworkPolicy,
 } from "../../core/dataplane/mod.ts";
@@ -54,7 +61,10 @@ export interface PolicyOptions {
   clientInterface: string;
   /** Egress interface; autodetected from the default route when absent. */
   egress?: string;
-  /** Extra node IPs and a UDP port range DNATed onto the listener. */
+  /**
+   * Extra node IPs and a UDP port range DNATed onto the listener (the
+   * agent's flags): the fallback while the controller pushes no ranges.
+   */
   diversity?: { ips: string[]; portMin: number; portMax: number };
   /** The AmneziaWG listen port (DNAT target). */
   listenPort: number;
@@ -110,6 +120,22 @@ export class PolicyApplier {
 
   get policy(): NetworkPolicy {
     return this.#policy;
+  }
+
+  /** Whether the endpoint ranges in force came from the controller (else the flags, or none). */
+  get rangesPushed(): boolean {
+    return (this.#policy.endpointRanges?.length ?? 0) > 0;
+  }
+
+  /** The endpoint ranges DNATed onto the listener: the pushed ones, else the flags'. */
+  get endpointRanges(): readonly PortRangeForward[] {
+    return this.#rangesOf(this.#policy);
+  }
+
+  #rangesOf(policy: NetworkPolicy): readonly PortRangeForward[] {
+    if (policy.endpointRanges && policy.endpointRanges.length > 0) return policy.endpointRanges;
+    const d = this.opts.diversity;
+    return d ? d.ips.map((ip) => ({ ip, portMin: d.portMin, portMax: d.portMax })) : [];
   }
 
   /** Rules in force (add forms), for status and tests. */
@@ -200,13 +226,9 @@ export class PolicyApplier {
         );
       }
     }
-    const d = this.opts.diversity;
-    const diversity: EndpointDiversity | undefined = d && d.ips.length > 0
-      ? {
-        listenPort: this.opts.listenPort,
-        reservedPorts: this.#reserved,
-        ranges: d.ips.map((ip) => ({ ip, portMin: d.portMin, portMax: d.portMax })),
-      }
+    const ranges = this.#rangesOf(policy);
+    const diversity: EndpointDiversity | undefined = ranges.length > 0
+      ? { listenPort: this.opts.listenPort, reservedPorts: this.#reserved, ranges }
       : undefined;
     const r = renderNetworkPolicy({
       policy,

@@ -307,10 +307,13 @@ export class Accounts {
    */
   async reprovisionAll(): Promise<void> {
     await this.resealProfiles({
-      emit: (e) => {
-        if (e.status !== "failed") return;
-        this.o.log?.error(e.message, { code: e.code, device: e.device_id });
-      },
+      // Every failure, not only the ones the progress events name (MAX_FAILED_EVENTS).
+      onFailure: (deviceId, error) =>
+        this.o.log?.error("profile not resealed", {
+          code: "reseal-failed",
+          device: deviceId,
+          error,
+        }),
     });
   }
 
@@ -319,12 +322,20 @@ export class Accounts {
    * as a long operation. `emit` hears a `started`, `progress` events ("n of
    * m devices resealed": each device up to RESEAL_STEPS devices, else every
    * 1/RESEAL_STEPS of them), a `failed` per device that could not be
-   * resealed (at most MAX_FAILED_EVENTS; the others go on) and a closing
-   * `finished`. The audit log names `actor` (default: the accounts
-   * service). Throws after the end when any device failed.
+   * resealed (at most MAX_FAILED_EVENTS; the others go on; `onFailure`
+   * hears every one) and a closing `finished`. The audit log names `actor`
+   * (default: the accounts service). Throws after the end when any device
+   * failed; an aborted `signal` stops it between two devices.
    */
   async resealProfiles(
-    opts: { userId?: string; run?: string; emit?: (e: ResealProgress) => void; actor?: Actor } = {},
+    opts: {
+      userId?: string;
+      run?: string;
+      emit?: (e: ResealProgress) => void;
+      onFailure?: (deviceId: string, error: string) => void;
+      actor?: Actor;
+      signal?: AbortSignal;
+    } = {},
   ): Promise<{ total: number; failed: number }> {
     if (opts.userId !== undefined) {
       const u = statement(this.o.db, "SELECT id FROM users WHERE id = ?").get(opts.userId);
@@ -352,32 +363,40 @@ export class Accounts {
     let failed = 0;
     let started = false;
     let lastStep = 0;
-    const { total } = await this.provisioning.resealMany(opts.userId ?? null, (o) => {
-      if (!started) {
-        started = true;
-        emit(event("started", { done: 0, failed: 0, total: o.total }, `${o.total} to reseal`));
-      }
-      if (o.error !== undefined) {
-        failed++;
-        if (failed <= MAX_FAILED_EVENTS) {
+    const { total } = await this.provisioning.resealMany(
+      opts.userId ?? null,
+      (o) => {
+        if (!started) {
+          started = true;
+          emit(event("started", { done: 0, failed: 0, total: o.total }, `${o.total} to reseal`));
+        }
+        if (o.error !== undefined) {
+          failed++;
+          opts.onFailure?.(o.deviceId, o.error);
+          if (failed <= MAX_FAILED_EVENTS) {
+            emit(event(
+              "failed",
+              { done: o.done, failed, total: o.total },
+              `device ${o.deviceId}: ${o.error}`,
+              { device_id: o.deviceId, code: "reseal-failed" },
+            ));
+          }
+        }
+        const step = Math.floor((o.done * RESEAL_STEPS) / o.total);
+        if (o.total <= RESEAL_STEPS || step !== lastStep || o.done === o.total) {
+          lastStep = step;
           emit(event(
-            "failed",
+            "progress",
             { done: o.done, failed, total: o.total },
-            `device ${o.deviceId}: ${o.error}`,
-            { device_id: o.deviceId, code: "reseal-failed" },
+            `${o.done - failed} of ${o.total} devices resealed${
+              failed ? `, ${failed} failed` : ""
+            }`,
           ));
         }
-      }
-      const step = Math.floor((o.done * RESEAL_STEPS) / o.total);
-      if (o.total <= RESEAL_STEPS || step !== lastStep || o.done === o.total) {
-        lastStep = step;
-        emit(event(
-          "progress",
-          { done: o.done, failed, total: o.total },
-          `${o.done - failed} of ${o.total} devices resealed${failed ? `, ${failed} failed` : ""}`,
-        ));
-      }
-    }, opts.actor);
+      },
+      opts.actor,
+      opts.signal,
+    );
     if (!started) emit(event("started", { done: 0, failed: 0, total }, "nothing to reseal"));
     const resealed = total - failed;
     emit(event(

@@ -137,19 +137,29 @@ export class Provisioning {
    * user), user by user under the same lock as `sync` (peers first). A
    * device that fails does not stop the others: each outcome goes to
    * `onDevice` as it happens; the audit log names `actor` (who asked).
-   * Returns how many devices were planned and how many failed.
+   * Returns how many devices were planned and how many failed. An aborted
+   * `signal` stops it between two devices (throwing its reason).
    */
   async resealMany(
     userId: string | null,
     onDevice: (o: ResealOutcome) => void = () => {},
     actor: Actor = this.o.actor,
+    signal?: AbortSignal,
   ): Promise<{ total: number; failed: number }> {
+    // Devices without a user (their user removed) have no profile to seal: not planned.
     const planned = statement(
       this.#db,
-      `SELECT id, user_id FROM devices WHERE status = 'active' AND wg_public_key IS NOT NULL
-         AND encryption_public_key IS NOT NULL ${userId === null ? "" : "AND user_id = ?"}
+      `SELECT id, user_id FROM devices WHERE status = 'active' AND user_id IS NOT NULL
+         AND wg_public_key IS NOT NULL AND encryption_public_key IS NOT NULL
+         ${userId === null ? "" : "AND user_id = ?"}
        ORDER BY user_id, id`,
     ).all(...(userId === null ? [] : [userId])) as { id: string; user_id: string }[];
+    const byUser = new Map<string, string[]>();
+    for (const d of planned) {
+      const mine = byUser.get(d.user_id);
+      if (mine) mine.push(d.id);
+      else byUser.set(d.user_id, [d.id]);
+    }
     // Users whose devices only need peers (no sealing key) are brought up to date too.
     const users = userId !== null ? [userId] : (statement(
       this.#db,
@@ -174,24 +184,26 @@ export class Provisioning {
       }
     };
     for (const user of users) {
-      const mine = planned.filter((d) => d.user_id === user);
+      signal?.throwIfAborted();
+      const mine = byUser.get(user) ?? [];
       await this.#serial(user, async () => {
         const { devices, nodes } = this.#peersOf(user);
         try {
           this.notify(await this.#ensurePeers(devices, nodes, actor));
         } catch (e) {
-          for (const d of mine) report(d.id, user, `peers: ${errorText(e)}`);
+          for (const id of mine) report(id, user, `peers: ${errorText(e)}`);
           return;
         }
         const current = new Map(devices.map((d) => [d.id, d]));
-        for (const d of mine) {
-          const device = current.get(d.id);
+        for (const id of mine) {
+          signal?.throwIfAborted();
+          const device = current.get(id);
           try {
             // Revoked or disabled since the plan was made: nothing to seal for it.
             if (device?.encryption_public_key) await this.#reseal(device, nodes, actor);
-            report(d.id, user);
+            report(id, user);
           } catch (e) {
-            report(d.id, user, errorText(e));
+            report(id, user, errorText(e));
           }
         }
       });

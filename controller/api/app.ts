@@ -88,6 +88,8 @@ export interface App extends Handler {
   readonly tokens: ApiTokens;
   readonly metrics: ApiMetrics;
   readonly service: Service;
+  /** Long operations (reseals, downloads); `close()` stops them when the controller stops. */
+  readonly operations: Operations;
   /** Every API route with its access rule (the scope-matrix test walks it). */
   readonly routes: readonly RouteInfo[];
   /** The OpenAPI 3.1 document. */
@@ -323,6 +325,7 @@ export function createApp(deps: AppDeps): App {
     tokens,
     metrics,
     service,
+    operations: ops,
     routes: router.routes,
     openapi,
     close: () => {

@@ -8,7 +8,7 @@
 import { z } from "@hono/zod-openapi";
 import { renderSVG } from "uqr";
 import type { ResealProgress } from "../onboarding/events.ts";
-import type { Operations } from "./operations.ts";
+import type { Operation, Operations } from "./operations.ts";
 import type { Service } from "../service/service.ts";
 import { Users } from "../service/users.ts";
 import { ConflictError } from "../service/errors.ts";
@@ -49,6 +49,8 @@ export interface AccountsPort {
       run?: string;
       emit?: (e: ResealProgress) => void;
       actor?: string;
+      /** Aborted when the controller stops: the reseal ends between two devices. */
+      signal?: AbortSignal;
     },
   ): Promise<unknown>;
 }
@@ -62,6 +64,23 @@ const ResealAllSchema = z.object({
 
 /** Operation kind of a reseal of every profile (one runs at a time). */
 export const RESEAL_ALL_KIND = "profiles.reseal";
+
+/**
+ * Reseals all profiles (or one user's) as an operation for `actor` (the
+ * audit log names them). While one of the same kind runs — it may have
+ * sealed some users with the state from before this request — a follow-up
+ * is queued, and further requests join that follow-up (Operations.startOrQueue).
+ */
+export function startReseal(
+  ops: Operations,
+  port: AccountsPort,
+  opts: { userId?: string; actor: string },
+): Operation {
+  const kind = opts.userId === undefined ? RESEAL_ALL_KIND : `${RESEAL_ALL_KIND}:${opts.userId}`;
+  return ops.startOrQueue<ResealProgress>(kind, async (emit, run, signal) => {
+    await port.resealProfiles({ ...opts, run, emit, signal });
+  });
+}
 
 const READ = ["readonly", "admin"] as const;
 const WRITE = ["admin"] as const;
@@ -247,13 +266,7 @@ export function accountRoutes(
     const port = need("profile resealing");
     if (!ops) throw notImplemented("operations");
     const userId = body.user_id === undefined ? undefined : user(body.user_id).id;
-    const actor = c.get("principal")!.actor;
-    const kind = userId === undefined ? RESEAL_ALL_KIND : `${RESEAL_ALL_KIND}:${userId}`;
-    // A reseal of the same profiles already running is followed, not started twice.
-    const op = ops.running(kind) ??
-      ops.start<ResealProgress>(kind, async (emit, run) => {
-        await port.resealProfiles({ userId, run, emit, actor });
-      });
+    const op = startReseal(ops, port, { userId, actor: c.get("principal")!.actor });
     return c.json({ operation_id: op.id }, 202);
   });
 

@@ -5,14 +5,15 @@
 import { z } from "@hono/zod-openapi";
 import { renderNetworkPolicy } from "../../core/dataplane/netpolicy.ts";
 import { DataplaneError } from "../../core/dataplane/errors.ts";
-import type { ResealProgress } from "../onboarding/events.ts";
 import { ConflictError, ServiceError } from "../service/errors.ts";
 import {
   MAX_ENDPOINTS,
+  MAX_RANGE_PORTS,
   type Node,
   type NodePolicy,
   Nodes,
   parseNodeEndpoint,
+  RANGE_PORT_FLOOR,
 } from "../service/nodes.ts";
 import { Relays } from "../service/relays.ts";
 import type { Service } from "../service/service.ts";
@@ -22,7 +23,7 @@ import type { Operations } from "./operations.ts";
 import { nodeDetailJson, nodeJson, relayJson } from "./present.ts";
 import type { FleetView } from "./fleet_view.ts";
 import type { Router } from "./router.ts";
-import { type AccountsPort, RESEAL_ALL_KIND } from "./routes_accounts.ts";
+import { type AccountsPort, startReseal } from "./routes_accounts.ts";
 import {
   IdParam,
   NodeDetailSchema,
@@ -60,7 +61,7 @@ const EndpointText = z.string().max(64).superRefine((text, ctx) => {
 const NodeEndpointsPatchSchema = z.object({
   endpoints: z.array(EndpointText).max(MAX_ENDPOINTS).openapi({
     description:
-      `Public IP and UDP port (or FIRST-LAST range) pairs that reach the node's AmneziaWG listener, IPv6 as [IP]:PORT; at most ${MAX_ENDPOINTS}; [] clears them (clients dial the host at 443)`,
+      `Public IP and UDP port (or FIRST-LAST range) pairs of the node's AmneziaWG listener, IPv6 as [IP]:PORT; at most ${MAX_ENDPOINTS}; no two sharing a port on one IP; a range at most ${MAX_RANGE_PORTS} ports wide and, if more than one port, from ${RANGE_PORT_FLOOR} up; [] clears them (clients dial the host at 443)`,
   }),
   version: z.number().int().min(0).optional(),
 }).strict().openapi("NodeEndpointsPatch");
@@ -254,7 +255,7 @@ export function fleetRoutes(
     path: "/api/nodes/{id}/endpoints",
     access: WRITE,
     summary:
-      "Replace a node's endpoints; the node is told at once and every profile is resealed (an operation)",
+      "Replace a node's endpoints: stored, every profile resealed (an operation); reconcile pushes the ranges to the node at once, whose agent DNATs them onto its AmneziaWG listener",
     tag,
     params: IdParam,
     body: NodeEndpointsPatchSchema,
@@ -265,13 +266,9 @@ export function fleetRoutes(
     return write(n.id, () => {
       const actor = c.get("principal")!.actor;
       // Written through the service: audited, and the reconcile loop (following
-      // the audit log) pushes the raised desired revision to the node.
+      // the audit log) pushes the endpoint ranges to the node in its network policy.
       const { node, changed } = nodes.setEndpoints(actor, n.id, body.endpoints, version);
-      const op = changed && accounts
-        ? ops.start<ResealProgress>(RESEAL_ALL_KIND, async (emit, run) => {
-          await accounts.resealProfiles({ run, emit });
-        })
-        : null;
+      const op = changed && accounts ? startReseal(ops, accounts, { actor }) : null;
       c.header("etag", etag(node.version));
       return c.json({
         node: nodeDetailJson(node, view?.observed(node.id) ?? null),

@@ -7,6 +7,7 @@ import { z } from "@hono/zod-openapi";
 import { GeoipError } from "../geoip/errors.ts";
 import { checkDownloadUrl, downloadRunning, redactUrl } from "../geoip/download.ts";
 import { type GeoipDownloadOptions, geoipDownloadRun } from "../geoip/operation.ts";
+import { auditDownloadRequest } from "../geoip/request_audit.ts";
 import { fleetPositions } from "../geoip/positions.ts";
 import type { GeoipStore } from "../geoip/store.ts";
 import { Nodes } from "../service/nodes.ts";
@@ -42,7 +43,8 @@ const GeoipStatusSchema = z.object({
 
 const GeoipDownloadSchema = z.object({
   url: z.string().max(2048).optional().describe(
-    "A City database URL (.mmdb, .mmdb.gz or .tar.gz) for this download; default: geoip.url",
+    "A City database URL (.mmdb, .mmdb.gz or .tar.gz) for this download; default: geoip.url. " +
+      "https only, unless it is geoip.url itself (an http mirror set deliberately)",
   ),
 }).openapi("GeoipDownload");
 
@@ -80,8 +82,8 @@ export function geoipRoutes(
     summary: "The GeoIP database in use and the last download",
     tag,
     ok: { status: 200, schema: GeoipStatusSchema },
-  }, (c) => {
-    const s = need().status();
+  }, async (c) => {
+    const s = await need().status();
     return c.json({
       loaded: s.loaded,
       database_type: s.info?.databaseType ?? null,
@@ -99,25 +101,38 @@ export function geoipRoutes(
     method: "post",
     path: "/api/geoip/download",
     access: WRITE,
-    summary: "Download a City database (setting geoip.url); follow GET /api/operations/{id}",
+    summary:
+      "Download a City database (setting geoip.url); audited; follow GET /api/operations/{id}",
     tag,
     body: GeoipDownloadSchema,
     ok: { status: 202, schema: OperationStartedSchema },
   }, (c, { body }) => {
     const s = need();
-    const url = body.url || settings.get("geoip.url");
+    const configured = settings.get("geoip.url");
+    const url = body.url || configured;
     if (!url) {
       throw new ApiError(400, "invalid", "no GeoIP URL: set geoip.url or send url", "url");
     }
+    let parsed: URL;
     try {
-      checkDownloadUrl(url);
+      parsed = checkDownloadUrl(url);
     } catch (e) {
       if (e instanceof GeoipError) throw new ApiError(400, "invalid", e.message, "url");
       throw e;
     }
+    // Plain http only from the operator's own setting (a mirror on their network), never per request.
+    if (parsed.protocol !== "https:" && url !== configured) {
+      throw new ApiError(
+        400,
+        "invalid",
+        "a GeoIP URL sent with the request must be https; to use an http mirror, set it as geoip.url",
+        "url",
+      );
+    }
     if (downloadRunning(s.dir)) {
       throw new ApiError(503, "busy", "a GeoIP download is running already; follow its operation");
     }
+    auditDownloadRequest(service, c.get("principal")!.actor, url);
     const op = ops.start("geoip.download", geoipDownloadRun(s, url, download));
     return c.json({ operation_id: op.id }, 202);
   });
@@ -129,7 +144,7 @@ export function geoipRoutes(
     summary: "Map positions of nodes and relays from the GeoIP database (IP hosts it holds)",
     tag,
     ok: { status: 200, schema: PositionsSchema },
-  }, (c) => {
+  }, async (c) => {
     const hosts = [
       ...new Nodes(service).list().map((n) => ({ kind: "node" as const, id: n.id, host: n.host })),
       ...new Relays(service).list().map((x) => ({
@@ -138,6 +153,6 @@ export function geoipRoutes(
         host: x.host,
       })),
     ];
-    return c.json(fleetPositions(store, hosts), 200);
+    return c.json(await fleetPositions(store, hosts), 200);
   });
 }

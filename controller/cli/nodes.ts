@@ -173,10 +173,12 @@ export async function nodesPolicy(
 }
 
 /**
- * Replaces a node's endpoints (`--clear`: none). A change is pushed to the
- * node by a running controller's reconcile loop (it follows the audit log)
- * and is in every profile at once: they are resealed here, progress on
- * stderr, as `cox profiles reseal --all` does.
+ * Replaces a node's endpoints (`--clear`: none). A change is stored here;
+ * a running controller's reconcile loop (it follows the audit log) pushes
+ * the ranges to the node in its network policy, and the node's agent DNATs
+ * them onto its AmneziaWG listener. The change is in every profile at
+ * once: they are resealed here, progress on stderr, as `cox profiles
+ * reseal --all` does.
  */
 export async function nodesEndpoints(
   cfg: ControllerConfig,
@@ -197,6 +199,7 @@ export async function nodesEndpoints(
     if (!r.changed) return { ...r, resealed: 0 };
     const { total } = await accounts.resealProfiles({
       emit: (e) => e.status !== "finished" && io.err(formatResealProgress(e)),
+      actor,
     });
     return { ...r, resealed: total };
   });

@@ -57,9 +57,10 @@ commands:
                [--expect-version N]       change a node's network policy
   nodes endpoints NODE IP:PORT[-LAST]... | --clear [--expect-version N]
                                           set the public IPs and UDP ports (at most 8)
-                                          that reach the node's AmneziaWG listener, IPv6
-                                          as [IP]:PORT; pushed to the node, profiles
-                                          resealed
+                                          of the node's AmneziaWG listener, IPv6 as
+                                          [IP]:PORT; stored, profiles resealed; a
+                                          running controller pushes them to the node,
+                                          whose agent DNATs them onto the listener
   nodes remove NODE [--expect-version N]  forget a node and revoke its certificate
   paths list                              the cascade paths (entry node → exit node)
   paths add ENTRY EXIT [--mtu N]          a cascade ENTRY → EXIT for devices that choose

@@ -6,14 +6,16 @@
  * after decompression) and time; the file is opened as a database and
  * only then renamed over `city.mmdb`, so a failed or bad download leaves
  * the old database where it was. Every attempt is recorded in
- * `last_download.json` (URL without its secrets).
+ * `last_download.json` (URL without its secrets). The opened database is
+ * handed back, so the file is read once (the store adopts it).
  */
 import { createTarDecoder } from "modern-tar";
 import { GeoipDatabase, type GeoipInfo } from "./database.ts";
 import { GeoipError } from "./errors.ts";
 import { DATABASE_FILE, LAST_DOWNLOAD_FILE, type LastDownload } from "./store.ts";
 
-export const DEFAULT_MAX_BYTES = 512 * 1024 * 1024;
+/** A City database is about 60 MiB (GeoLite2) to 130 MiB (DB-IP Lite); each is held in memory. */
+export const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 
 export type DownloadPhase = "download" | "validate" | "install";
@@ -35,10 +37,14 @@ export interface DownloadOptions {
   timeoutMs?: number;
   onProgress?: (p: DownloadProgress) => void;
   now?: () => Date;
+  /** Stops the download (the controller stopping): GeoipError `geoip-stopped`, nothing installed. */
+  signal?: AbortSignal;
 }
 
 export interface DownloadResult {
   info: GeoipInfo;
+  /** The installed database, opened (GeoipStore.adopt takes it). */
+  database: GeoipDatabase;
   bytes: number;
   url: string;
 }
@@ -50,16 +56,52 @@ export function downloadRunning(dir: string): boolean {
   return busy.has(dir);
 }
 
-/** The URL as shown to people: no user info, query values hidden (MaxMind's licence key). */
+/**
+ * The URL as shown to people: no user info, query values and fragment
+ * hidden (MaxMind's licence key is a query value or the password).
+ */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     u.username = "";
     u.password = "";
     for (const k of [...u.searchParams.keys()]) u.searchParams.set(k, "…");
+    if (u.hash) u.hash = "…";
     return decodeURI(u.toString()).slice(0, 300);
   } catch {
     return "(not a URL)";
+  }
+}
+
+/**
+ * `text` (an error from the runtime) with every URL in it redacted and the
+ * secrets of `url` (user info, query values, fragment) removed wherever
+ * they still appear.
+ */
+export function redactText(text: string, url: string): string {
+  let out = text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s()<>"']+/gi, (m) => redactUrl(m));
+  for (const secret of secretsOf(url)) out = out.replaceAll(secret, "…");
+  return out;
+}
+
+function secretsOf(url: string): string[] {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return [];
+  }
+  const raw = [u.username, u.password, u.hash.slice(1), ...u.searchParams.values()];
+  const forms = raw.flatMap((v) => [v, encodeURIComponent(v), safeDecode(v)]);
+  // Longest first, so a secret holding a shorter one goes whole; tiny values are no secret.
+  return [...new Set(forms)].filter((v) => v.length >= 4).sort((a, b) => b.length - a.length);
+}
+
+function safeDecode(v: string): string {
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return v;
   }
 }
 
@@ -98,14 +140,16 @@ export async function downloadDatabase(opts: DownloadOptions): Promise<DownloadR
     checkDownloadUrl(opts.url);
     await Deno.mkdir(opts.dir, { recursive: true, mode: 0o700 });
     await removeStaleTemporaries(opts.dir, now());
-    const signal = AbortSignal.timeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const timeout = AbortSignal.timeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
     const res = await fetchTemplate(opts.url, now(), signal);
     url = res.url || expandUrl(opts.url, now());
-    const result = await install(res, opts, signal, (n) => bytes = n);
-    await record({ url: redactUrl(url), ok: true, bytes: result.size });
-    return { info: result, bytes: result.size, url: redactUrl(url) };
+    const database = await install(res, opts, signal, (n) => bytes = n);
+    const size = database.info.size;
+    await record({ url: redactUrl(url), ok: true, bytes: size });
+    return { info: database.info, database, bytes: size, url: redactUrl(url) };
   } catch (e) {
-    const err = asGeoipError(e, opts);
+    const err = asGeoipError(e, opts, now());
     await record({
       url: redactUrl(expandUrl(url, now())),
       ok: false,
@@ -143,7 +187,7 @@ async function install(
   opts: DownloadOptions,
   signal: AbortSignal,
   seen: (bytes: number) => void,
-): Promise<GeoipInfo> {
+): Promise<GeoipDatabase> {
   const max = opts.maxBytes ?? DEFAULT_MAX_BYTES;
   const length = Number(res.headers.get("content-length") ?? NaN);
   const total = Number.isSafeInteger(length) && length >= 0 ? length : null;
@@ -173,10 +217,11 @@ async function install(
     await writeDatabase(await unpack(counted, max), tmp, max);
     progress({ phase: "download", bytes: received, total });
     progress({ phase: "validate", bytes: received, total });
-    const db = GeoipDatabase.open(await Deno.readFile(tmp), "the downloaded file");
+    const db = GeoipDatabase.open(await Deno.readFile(tmp, { signal }), "the downloaded file");
+    signal.throwIfAborted(); // stopped meanwhile: the old database stays
     progress({ phase: "install", bytes: received, total });
     await Deno.rename(tmp, `${opts.dir}/${DATABASE_FILE}`);
-    return db.info;
+    return db;
   } finally {
     await Deno.remove(tmp).catch(() => {});
   }
@@ -281,8 +326,14 @@ function tooLarge(max: number, size: number): GeoipError {
   );
 }
 
-function asGeoipError(e: unknown, opts: DownloadOptions): GeoipError {
+function asGeoipError(e: unknown, opts: DownloadOptions, now: Date): GeoipError {
   if (e instanceof GeoipError) return e;
+  if (opts.signal?.aborted) {
+    return new GeoipError(
+      "geoip-stopped",
+      "the GeoIP download was stopped (the controller shut down); the database in use stays",
+    );
+  }
   const name = (e as Error)?.name;
   if (name === "TimeoutError" || name === "AbortError") {
     return new GeoipError(
@@ -295,10 +346,15 @@ function asGeoipError(e: unknown, opts: DownloadOptions): GeoipError {
   if (e instanceof TypeError && /gzip|decompress|corrupt/i.test(String(e.message))) {
     return new GeoipError("geoip-invalid", `the download is damaged gzip data: ${e.message}`);
   }
+  // fetch says only "fetch failed"; why (refused, DNS, TLS) is in its cause, with the URL.
+  // The raw error is not kept as the cause: its text holds the URL's secrets.
+  const why = [e, (e as Error)?.cause].filter(Boolean).map((x) =>
+    String((x as Error)?.message ?? x)
+  ).join(": ");
   return new GeoipError(
     "geoip-fetch",
-    `the GeoIP download failed: ${String((e as Error)?.message ?? e).slice(0, 200)}`,
-    { cause: e },
+    `the GeoIP download failed: ${redactText(why, expandUrl(opts.url, now)).slice(0, 300)}` +
+      "; check that the controller reaches the server (DNS, firewall, proxy)",
   );
 }
 

@@ -4,7 +4,9 @@
  * DB, but not a City one), `geoip-url` (no or a bad download URL),
  * `geoip-http` (the server refused), `geoip-too-large`, `geoip-timeout`,
  * `geoip-archive` (a .tar.gz without an .mmdb in it), `geoip-busy` (a
- * download runs already), `geoip-fetch` (the connection failed).
+ * download runs already), `geoip-fetch` (the connection failed),
+ * `geoip-stopped` (the controller stopped during a download),
+ * `geoip-unreadable` (the database file or its directory cannot be read).
  */
 import { PharosError } from "../../core/errors.ts";
 

@@ -39,7 +39,7 @@ export function geoipDownloadRun(
 ): OperationRun<GeoipProgress> {
   const run = crypto.randomUUID();
   const target = redactUrl(url);
-  return async (emit) => {
+  return async (emit, _id, signal) => {
     let phase: DownloadPhase = "download";
     const event = (
       p: DownloadPhase,
@@ -78,8 +78,8 @@ export function geoipDownloadRun(
       }
     };
     try {
-      const r = await downloadDatabase({ url, dir: store.dir, ...opts, onProgress });
-      store.reload();
+      const r = await downloadDatabase({ url, dir: store.dir, ...opts, onProgress, signal });
+      await store.adopt(r.database);
       event(phase, "done", "in use");
       event(
         phase,

@@ -19,11 +19,11 @@ export interface FleetPositions {
   items: PlacedHost[];
 }
 
-export function fleetPositions(
+export async function fleetPositions(
   store: GeoipStore | undefined,
   hosts: { kind: "node" | "relay"; id: string; host: string }[],
-): FleetPositions {
-  const db = store?.current() ?? null;
+): Promise<FleetPositions> {
+  const db = await store?.current() ?? null;
   if (!db) return { geoip: false, credit: null, items: [] };
   const items: PlacedHost[] = [];
   for (const h of hosts) {

@@ -7,7 +7,9 @@
  *   edge peer per inner link that ends here (the entry node's WireGuard
  *   key, the link's PSK, allowed IPs = the tunnel addresses of the devices
  *   bound to paths over that edge);
- * - the network policy: the node's three toggles, and on an entry node one
+ * - the network policy: the node's three toggles, its endpoint pool as the
+ *   UDP ranges the agent DNATs onto its listener (§5.7; a pool that fails
+ *   validation is reported and none is sent), and on an entry node one
  *   transit per (device CIDR, inner link) with forwarding forced on;
  * - the inner links this node dials as an entry, and the ones whose paths
  *   are gone (to take down).
@@ -26,6 +28,7 @@ import {
   type NetworkPolicy,
   type PortRangeForward,
   type TransitRoute,
+  validateEndpointRanges,
   validateNetworkPolicy,
 } from "../../core/dataplane/mod.ts";
 import { type Db, statement } from "../db/sqlite.ts";
@@ -181,6 +184,16 @@ export function readFleetRows(db: Db): FleetRows {
 
 const edgeKey = (entry: string, exit: string) => `${entry}>${exit}`;
 
+/** A node's stored endpoint pool as the ranges to push; what fails validation is reported. */
+function endpointRanges(node: NodeRow, problems: string[]): PortRangeForward[] {
+  try {
+    return validateEndpointRanges(JSON.parse(node.endpoints), "endpoints");
+  } catch (e) {
+    problems.push(`endpoints not pushed: ${(e as Error).message}`);
+    return [];
+  }
+}
+
 /** A peer's allowed IPs in canonical form; what is not a CIDR is reported, not pushed. */
 function allowedList(json: string, field: string, problems: string[]): string[] {
   let v: unknown;
@@ -248,6 +261,7 @@ export function buildDesired(
   const out = new Map<string, DesiredNode>();
   for (const n of rows.nodes) {
     if (!(DRIVEN_STATUSES as readonly string[]).includes(n.status) || !n.has_cert) continue;
+    const problems: string[] = [];
     out.set(n.id, {
       nodeId: n.id,
       name: n.name,
@@ -257,13 +271,14 @@ export function buildDesired(
         masquerade: n.masquerade === 1,
         isolation: n.isolation === 1,
         transits: [],
+        endpointRanges: endpointRanges(n, problems),
       },
       awgPeers: [],
       xrayPeers: [],
       links: [],
       staleLinks: [],
       incomplete: false,
-      problems: [],
+      problems,
     });
   }
 
@@ -380,12 +395,13 @@ function mergeDuplicateKeys(d: DesiredNode): void {
   d.awgPeers = merged;
 }
 
-/** A stable text of a policy, to tell whether it changed. */
+/** A stable text of a policy (endpoint ranges included), to tell whether it changed. */
 export function policyKey(p: NetworkPolicy): string {
   return JSON.stringify([
     p.forwarding,
     p.masquerade,
     p.isolation,
     p.transits.map((t) => [t.deviceCidr, t.innerInterface, t.mark, t.table]),
+    (p.endpointRanges ?? []).map((r) => [r.ip, r.portMin, r.portMax]),
   ]);
 }

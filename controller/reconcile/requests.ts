@@ -34,6 +34,7 @@ export function pushConfigRequest(peers: NodeMessage[], revision: number): NodeM
   };
 }
 
+/** SetNetworkConfig: the toggles, transits and endpoint ranges (§5.5–5.7). */
 export function networkConfigRequest(p: NetworkPolicy): NodeMessage {
   return {
     config: {
@@ -45,6 +46,11 @@ export function networkConfigRequest(p: NetworkPolicy): NodeMessage {
         inner_interface: t.innerInterface,
         mark: t.mark,
         table: t.table,
+      })),
+      endpoint_ranges: (p.endpointRanges ?? []).map((r) => ({
+        ip: r.ip,
+        port_min: r.portMin,
+        port_max: r.portMax,
       })),
     },
   };

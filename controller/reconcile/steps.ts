@@ -5,6 +5,8 @@
  * step changed the node (a heal, recorded by the caller) or only confirmed
  * it (a first policy push, an inner link the node already had).
  */
+import type { NetworkPolicy } from "../../core/dataplane/mod.ts";
+import { joinHostPort } from "../../core/net/address.ts";
 import type { NodeMessage, NodeMethod } from "../fleet/types.ts";
 import type { Actor, Service } from "../service/service.ts";
 import { type DesiredNode, policyKey } from "./desired.ts";
@@ -37,6 +39,30 @@ export interface Done {
 }
 
 const STALE = /stale revision (\d+) \(last applied (\d+)\)/;
+
+/**
+ * What the node answered about the endpoint ranges it now DNATs (our agent
+ * lists them; the original node answers none): the pushed ranges it did not
+ * confirm are named, so the heal entry shows a node that does not serve
+ * part of its advertised pool.
+ */
+function rangesDetail(policy: NetworkPolicy, res: NodeMessage): Record<string, unknown> {
+  const pushed = policy.endpointRanges ?? [];
+  if (pushed.length === 0) return {};
+  const list = Array.isArray(res.endpoint_ranges) ? res.endpoint_ranges as NodeMessage[] : [];
+  const confirmed = new Set(list.map((r) => `${r.ip} ${r.port_min} ${r.port_max}`));
+  const missing = pushed.filter((r) => !confirmed.has(`${r.ip} ${r.portMin} ${r.portMax}`));
+  return {
+    endpoint_ranges: pushed.length,
+    ...(missing.length > 0
+      ? {
+        unconfirmed_ranges: missing.map((r) =>
+          joinHostPort(r.ip, r.portMin) + (r.portMax === r.portMin ? "" : `-${r.portMax}`)
+        ),
+      }
+      : {}),
+  };
+}
 
 export async function runStep(
   ctx: StepContext,
@@ -79,11 +105,11 @@ export async function runStep(
       return { step, heal: true };
     case "set-network": {
       mem.policyKey = "!unsent";
-      await ctx.call(id, "SetNetworkConfig", networkConfigRequest(step.policy));
+      const res = await ctx.call(id, "SetNetworkConfig", networkConfigRequest(step.policy));
       mem.policyKey = policyKey(step.policy);
       mem.agentStart = agentStartOf(o);
       mem.agentStartSlack = agentSlackOf(o);
-      return { step, heal: step.heal };
+      return { step, heal: step.heal, detail: rangesDetail(step.policy, res) };
     }
     case "configure-link": {
       const l = step.link;

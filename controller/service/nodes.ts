@@ -7,12 +7,20 @@
  * raises `desired_revision`; reconcile pushes while applied < desired.
  * The three policy toggles follow DESIGN.md §5: masquerade and isolation
  * require forwarding. Endpoints are the endpoint-diversity pool (DESIGN.md
- * §5, CONTRACTS.md §4.6, §5.7): public IPs and UDP port ranges that reach
- * the node's AmneziaWG listener, listed in every profile (empty: the
- * host:443); a cascade's entry node dials the first one.
+ * §5, CONTRACTS.md §4.6, §5.7): public IPs and UDP port ranges, listed in
+ * every profile (empty: the host:443); reconcile pushes them to the node in
+ * its network policy (NetworkConfig.endpoint_ranges) and the PharosVPN
+ * agent DNATs them onto its AmneziaWG listener (an original node ignores
+ * them and serves UDP 443 only); a cascade's entry node dials the first one.
  */
 import { type AwgObfuscation, generateObfuscation } from "../../core/dataplane/obfuscation.ts";
-import type { PortRangeForward } from "../../core/dataplane/netpolicy.ts";
+import {
+  MAX_RANGE_PORTS,
+  type PortRangeForward,
+  RANGE_PORT_FLOOR,
+  validateEndpointRanges,
+} from "../../core/dataplane/netpolicy.ts";
+import { DataplaneError } from "../../core/dataplane/errors.ts";
 import { NetError } from "../../core/net/errors.ts";
 import { formatIp, joinHostPort, parseEndpoint } from "../../core/net/address.ts";
 import { type Db, statement } from "../db/sqlite.ts";
@@ -153,6 +161,8 @@ export function nameFromHost(host: string): string {
 
 /** At most this many endpoints per node (each is a DNAT rule pair on the node). */
 export const MAX_ENDPOINTS = 8;
+/** Widest port range of one endpoint, and the port ranges start from (the agent's limits). */
+export { MAX_RANGE_PORTS, RANGE_PORT_FLOOR };
 
 /**
  * Parses one endpoint as an operator writes it: `IP:PORT` or
@@ -183,6 +193,18 @@ export function parseNodeEndpoint(text: string): PortRangeForward {
       `endpoint ${e.message}; write IP:PORT or IP:FIRST-LAST (ports 1-65535, IPv6 as [IP]:PORT)`,
     );
   }
+}
+
+/** The agent-side refusal of an endpoint list, naming the endpoint as the operator wrote it. */
+function endpointProblem(e: DataplaneError, texts: string[]): string {
+  const i = Number(/^endpoints\[(\d+)\]/.exec(e.field)?.[1] ?? -1);
+  if (i < 0) return e.message;
+  const hint = e.code === "overlapping-ranges"
+    ? "; give each port of an IP once"
+    : e.code === "range-too-wide"
+    ? " (the preset 2000-60000 fits)"
+    : "";
+  return `endpoint ${texts[i]}: ${e.message.replace(/^endpoints\[\d+\][.\w]*: /, "")}${hint}`;
 }
 
 /** An endpoint as operators write it (the form parseNodeEndpoint reads). */
@@ -359,12 +381,16 @@ export class Nodes {
 
   /**
    * Replaces the node's endpoints (empty: none, clients dial the host at
-   * 443), given as parseNodeEndpoint reads them and stored canonically;
-   * more than {@link MAX_ENDPOINTS} or the same one twice is refused. A
-   * change raises the desired revision (reconcile brings the node up to
-   * date again); the same list again writes nothing. Profiles are not
-   * resealed here (callers with the accounts service do it). Returns the
-   * node and whether it changed.
+   * 443), given as parseNodeEndpoint reads them and stored canonically.
+   * Refused, as the agent would refuse them: more than
+   * {@link MAX_ENDPOINTS}, the same one twice, two ranges sharing a port
+   * on one IP, a range wider than {@link MAX_RANGE_PORTS} ports or one of
+   * several ports reaching below {@link RANGE_PORT_FLOOR}. A change raises
+   * the desired revision; reconcile (following the audit log) pushes the
+   * ranges to the node at once in its network policy, and the agent DNATs
+   * them onto its listener. The same list again writes nothing. Profiles
+   * are not resealed here (callers with the accounts service do it).
+   * Returns the node and whether it changed.
    */
   setEndpoints(
     actor: Actor,
@@ -380,6 +406,12 @@ export class Nodes {
     const texts = next.map(formatNodeEndpoint);
     const twice = texts.find((t, i) => texts.indexOf(t) !== i);
     check(twice === undefined, `endpoint ${twice} is given twice`);
+    try {
+      validateEndpointRanges(next, "endpoints");
+    } catch (e) {
+      if (!(e instanceof DataplaneError)) throw e;
+      throw new ServiceError("invalid", endpointProblem(e, texts));
+    }
     const node = this.require(ref);
     const changed = this.service.mutate(
       { actor, action: "node.endpoints", target: { type: "node", id: node.id }, expectVersion },

@@ -42,12 +42,23 @@ export interface TransitRoute {
   table: number;
 }
 
-/** The three toggles and the transits of SetNetworkConfig (§1.2 NetworkConfig). */
+/**
+ * The three toggles and the transits of SetNetworkConfig (§1.2 NetworkConfig),
+ * plus PharosVPN's endpoint ranges (NetworkConfig.endpoint_ranges, §5.7).
+ */
 export interface NetworkPolicy {
   forwarding: boolean;
   masquerade: boolean;
   isolation: boolean;
   transits: readonly TransitRoute[];
+  /**
+   * The UDP port ranges the controller wants DNATed onto the AmneziaWG
+   * listener (the node's endpoint pool). Absent or empty: the controller
+   * sent none (an original controller never does), and the agent falls
+   * back to its own flags. Never rendered from here: the agent passes the
+   * ranges in force as {@link PolicyInput.endpointDiversity}.
+   */
+  endpointRanges?: readonly PortRangeForward[];
 }
 
 /** One advertised endpoint: a node IP and a UDP port range to DNAT onto the listener. */
@@ -94,6 +105,20 @@ export interface RenderedPolicy {
 export const EGRESS_PLACEHOLDER = "%e";
 /** Most DNAT rules one policy may produce. */
 const MAX_DNAT_RULES = 256;
+/** Most endpoint ranges one policy may carry (each is at least one DNAT rule). */
+export const MAX_ENDPOINT_RANGES = 64;
+/**
+ * Widest endpoint range in ports. The presets' 2000–60000 (58,001 ports)
+ * fits; a range near all of 1–65535 would take every UDP service of the
+ * address.
+ */
+export const MAX_RANGE_PORTS = 60_000;
+/**
+ * Ranges of more than one port start at or above this: below it live the
+ * well-known UDP services (DNS, NTP, IKE…) a range must not capture. One
+ * port (e.g. `IP:443`) may be anywhere.
+ */
+export const RANGE_PORT_FLOOR = 1024;
 
 function checkBool(value: unknown, field: string): boolean {
   if (typeof value !== "boolean") {
@@ -107,7 +132,9 @@ function checkBool(value: unknown, field: string): boolean {
  * isolation and transits each require forwarding; every transit needs a
  * valid device CIDR and inner interface and non-zero mark and table) plus
  * consistency: one inner interface ↔ one mark ↔ one table, each device
- * CIDR at most once. Returns a canonical copy.
+ * CIDR at most once; endpoint ranges by {@link validateEndpointRanges}
+ * (they need no forwarding). Returns a canonical copy (`endpointRanges`
+ * only when there are some).
  */
 export function validateNetworkPolicy(value: unknown): NetworkPolicy {
   if (typeof value !== "object" || value === null) {
@@ -118,6 +145,7 @@ export function validateNetworkPolicy(value: unknown): NetworkPolicy {
   const masquerade = checkBool(v.masquerade, "policy.masquerade");
   const isolation = checkBool(v.isolation, "policy.isolation");
   const rawTransits = checkArray(v.transits ?? [], "policy.transits", 4096);
+  const endpointRanges = validateEndpointRanges(v.endpointRanges ?? [], "policy.endpointRanges");
   const needsForwarding = (field: string) =>
     new DataplaneError("requires-forwarding", field, "requires forwarding to be on");
   if (!forwarding) {
@@ -171,7 +199,66 @@ export function validateNetworkPolicy(value: unknown): NetworkPolicy {
     tableOwner.set(table, innerInterface);
     return { deviceCidr, innerInterface, mark, table };
   });
-  return { forwarding, masquerade, isolation, transits };
+  const policy: NetworkPolicy = { forwarding, masquerade, isolation, transits };
+  return endpointRanges.length > 0 ? { ...policy, endpointRanges } : policy;
+}
+
+/**
+ * Validates endpoint ranges (§5.7) as the controller stores them and the
+ * agent accepts them: each IP parsed (canonical text returned), ports
+ * 1–65535 with portMin ≤ portMax, at most {@link MAX_RANGE_PORTS} wide,
+ * ranges of several ports not below {@link RANGE_PORT_FLOOR}, no two
+ * ranges on one IP sharing a port, at most {@link MAX_ENDPOINT_RANGES}.
+ * The listener and reserved ports inside a range are not errors: the
+ * renderer leaves them out (an `IP:443` endpoint is the listener itself).
+ * Returns canonical copies in the given order (the first is the one a
+ * cascade entry dials).
+ */
+export function validateEndpointRanges(value: unknown, field: string): PortRangeForward[] {
+  const out: PortRangeForward[] = [];
+  checkArray(value, field, MAX_ENDPOINT_RANGES).forEach((raw, i) => {
+    const f = `${field}[${i}]`;
+    if (typeof raw !== "object" || raw === null) {
+      throw new DataplaneError("bad-port-range", f, "expected {ip, portMin, portMax}");
+    }
+    const r = raw as Record<string, unknown>;
+    const ip = formatIp(parseIp(r.ip, `${f}.ip`));
+    const portMin = checkPort(r.portMin, `${f}.portMin`);
+    const portMax = checkPort(r.portMax, `${f}.portMax`);
+    if (portMin > portMax) {
+      throw new DataplaneError(
+        "bad-port-range",
+        f,
+        `portMin ${portMin} exceeds portMax ${portMax}`,
+      );
+    }
+    const width = portMax - portMin + 1;
+    if (width > MAX_RANGE_PORTS) {
+      throw new DataplaneError(
+        "range-too-wide",
+        f,
+        `${portMin}-${portMax} is ${width} ports, at most ${MAX_RANGE_PORTS}`,
+      );
+    }
+    if (width > 1 && portMin < RANGE_PORT_FLOOR) {
+      throw new DataplaneError(
+        "range-too-low",
+        f,
+        `${portMin}-${portMax} reaches below ${RANGE_PORT_FLOOR} (well-known services); ` +
+          `start the range at ${RANGE_PORT_FLOOR} or above, or give single ports`,
+      );
+    }
+    const other = out.find((o) => o.ip === ip && o.portMin <= portMax && portMin <= o.portMax);
+    if (other) {
+      throw new DataplaneError(
+        "overlapping-ranges",
+        f,
+        `${ip} ports ${portMin}-${portMax} overlap ${other.portMin}-${other.portMax}`,
+      );
+    }
+    out.push({ ip, portMin, portMax });
+  });
+  return out;
 }
 
 interface RulePair {
@@ -220,7 +307,7 @@ function dnatRules(d: EndpointDiversity): RulePair[] {
     excluded.add(checkPort(p, `endpointDiversity.reservedPorts[${i}]`))
   );
   const rules: RulePair[] = [];
-  checkArray(d.ranges, "endpointDiversity.ranges", 64).forEach((raw, i) => {
+  checkArray(d.ranges, "endpointDiversity.ranges", MAX_ENDPOINT_RANGES).forEach((raw, i) => {
     const f = `endpointDiversity.ranges[${i}]`;
     const r = raw as PortRangeForward;
     if (typeof r !== "object" || r === null) {

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { GeoipStore } from "../../controller/geoip/store.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
+import { Settings } from "../../controller/service/settings.ts";
 import { ADMIN } from "../support/accounts_fixture.ts";
 import { PARIS, serveFiles, tarGz, TOKYO, writeCityDb } from "../support/geoip_fixture.ts";
 import { goCapability } from "../support/go_peer.ts";
@@ -58,6 +59,8 @@ Deno.test({
       const nodes = new Nodes(app.service);
       nodes.create(ADMIN, { name: "paris-1", host: "192.0.2.10", region: "us-east-1" });
       nodes.create(ADMIN, { name: "named-1", host: "node.example.net", region: "ap-northeast-1" });
+      // This loopback server is plain http: taken only as the configured source (a mirror).
+      new Settings(app.service).set(ADMIN, "geoip.url", files.url("/GeoLite2-City.tar.gz"));
       const page = await browser.newPage();
       await signIn(page, base);
       assert.match((await markerLabel(page, "paris-1"))!, /placed by region us-east-1$/);

@@ -4,7 +4,7 @@
  * 202 with an id, progress "n of m devices resealed" on GET
  * /api/operations/{id} and on the change feed, every profile's revision
  * one higher at the end, the audit log naming the admin. One user's
- * devices only with user_id; asking again while one runs follows it. A device
+ * devices only with user_id; asking again while one runs queues one follow-up. A device
  * whose profile cannot be sealed is reported and does not stop the others.
  * Bad input is refused before anything starts.
  */
@@ -153,7 +153,8 @@ Deno.test({
       assert.equal(afterBob.get(bob), after.get(bob)! + 1);
       for (const d of alice) assert.equal(afterBob.get(d), after.get(d), "alice's untouched");
 
-      // While a reseal of all profiles runs, asking again follows that one instead of a second.
+      // While a reseal of all profiles runs (it may have sealed some users already), asking
+      // again queues one follow-up; asking once more joins that follow-up.
       const realReseal = fx.accounts.resealProfiles.bind(fx.accounts);
       let release = () => {};
       const gate = new Promise<void>((r) => release = r);
@@ -163,21 +164,27 @@ Deno.test({
       };
       const first = await call(app, "POST", "/api/profiles/reseal", { ...s, body: {} });
       const again = await call(app, "POST", "/api/profiles/reseal", { ...s, body: {} });
-      assert.deepEqual([first.status, again.status], [202, 202]);
+      const more = await call(app, "POST", "/api/profiles/reseal", { ...s, body: {} });
+      assert.deepEqual([first.status, again.status, more.status], [202, 202, 202]);
       const held = (await first.json()).operation_id;
-      assert.equal((await again.json()).operation_id, held);
+      const followUp = (await again.json()).operation_id;
+      assert.notEqual(followUp, held);
+      assert.equal((await more.json()).operation_id, followUp);
       release();
       fx.accounts.resealProfiles = realReseal;
-      assert.ok(
-        await eventually(
-          async () =>
-            (await (await call(app, "GET", `/api/operations/${held}`, s)).json()).status === "done",
-          30_000,
-          20,
-        ),
-      );
+      for (const id of [held, followUp]) {
+        assert.ok(
+          await eventually(
+            async () =>
+              (await (await call(app, "GET", `/api/operations/${id}`, s)).json()).status ===
+                "done",
+            30_000,
+            20,
+          ),
+        );
+      }
       const afterHeld = revisions(fx);
-      for (const d of all) assert.equal(afterHeld.get(d), afterBob.get(d)! + 1);
+      for (const d of all) assert.equal(afterHeld.get(d), afterBob.get(d)! + 2);
 
       // A device whose preshared keys no longer open fails; the others are still resealed.
       statement(fx.state.db, "UPDATE node_peers SET psk_sealed = ? WHERE device_id = ?")

@@ -100,6 +100,7 @@ test("reconcile: a controller start reconciles the whole fleet; nudge pushes at 
         masquerade: true,
         isolation: true,
         transits: [],
+        endpoint_ranges: [],
       });
     }
     assert.equal(rec.stats().lastSweep?.heals, 0, "a fleet in step needs no heal");
@@ -200,6 +201,7 @@ test("reconcile: paths — inner link, edge peer and transits; a removed link is
       masquerade: true,
       isolation: true,
       transits: [{ device_cidr: "10.8.0.2/32", inner_interface: "awg1", mark: 7100, table: 7100 }],
+      endpoint_ranges: [],
     });
     const link = s.f.db.prepare(
       "SELECT link_index, revision FROM node_links WHERE entry_node_id = ?",
@@ -234,6 +236,69 @@ test("reconcile: paths — inner link, edge peer and transits; a removed link is
     assert.ok(
       await eventually(
         () => s.f.db.prepare("SELECT 1 FROM node_links").all().length === 0,
+        WAIT_MS,
+      ),
+    );
+  } finally {
+    await rec.stop();
+    await s.close();
+  }
+});
+
+test("reconcile: a node's endpoints reach it at once as NetworkConfig.endpoint_ranges; unconfirmed ones are named", async () => {
+  const s = await setup(2);
+  const rec = new Reconciler({
+    service: s.f.service,
+    caller: s.caller,
+    sealer: s.f.keystore,
+    intervalMs: 3_600_000,
+  });
+  try {
+    rec.start();
+    await rec.idle();
+    const [n0, n1] = s.sim.nodes;
+    const quietCalls = n1.calls.get("SetNetworkConfig");
+    // Written like `cox nodes endpoints` does; no nudge: the audit log is followed.
+    s.f.nodes.setEndpoints(ACTOR, s.ids[0], [
+      "198.51.100.1:443",
+      "198.51.100.1:2000-60000",
+      "[2001:DB8::7]:40000-40100",
+    ]);
+    const want = [
+      { ip: "198.51.100.1", port_min: 443, port_max: 443 },
+      { ip: "198.51.100.1", port_min: 2000, port_max: 60000 },
+      { ip: "2001:db8::7", port_min: 40000, port_max: 40100 },
+    ];
+    assert.ok(
+      await eventually(
+        () => JSON.stringify(n0.policy?.endpoint_ranges) === JSON.stringify(want),
+        WAIT_MS,
+      ),
+      `pushed: ${JSON.stringify(n0.policy)}`,
+    );
+    await rec.idle();
+    assert.equal(rec.stats().sweeps, 1, "no sweep: the change was pushed at once");
+    assert.equal(n1.calls.get("SetNetworkConfig"), quietCalls, "the other node untouched");
+    // The simulated node answers like the original one (no ranges confirmed): the heal says so.
+    const heal = healsOf(s.f.db, s.ids[0]).find((h) =>
+      h.actions.some((a) => a.kind === "set-network")
+    );
+    assert.ok(heal, "a heal row for the pushed policy");
+    const step = heal.actions.find((a) => a.kind === "set-network")!;
+    assert.equal(step.reason, "policy changed");
+    assert.equal(step.endpoint_ranges, 3);
+    assert.deepEqual(step.unconfirmed_ranges, [
+      "198.51.100.1:443",
+      "198.51.100.1:2000-60000",
+      "[2001:db8::7]:40000-40100",
+    ]);
+    assert.ok(healAudit(s.f.db, heal.id));
+
+    // Cleared: an empty list is pushed (the agent falls back to its own flags).
+    s.f.nodes.setEndpoints(ACTOR, s.ids[0], []);
+    assert.ok(
+      await eventually(
+        () => (n0.policy?.endpoint_ranges as unknown[] | undefined)?.length === 0,
         WAIT_MS,
       ),
     );

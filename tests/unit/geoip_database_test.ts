@@ -97,26 +97,26 @@ Deno.test({
   fn: () =>
     withTmp(async (state) => {
       const store = new GeoipStore(state);
-      assert.equal(store.reload(), null);
-      assert.equal(store.status().loaded, false);
+      assert.equal(await store.reload(), null);
+      assert.equal((await store.status()).loaded, false);
       await Deno.mkdir(store.dir);
       await writeCityDb(store.path);
-      assert.ok(store.reload());
-      assert.equal(store.position("198.51.100.20")?.city, "Tokyo");
+      assert.ok(await store.reload());
+      assert.equal((await store.position("198.51.100.20"))?.city, "Tokyo");
 
       await Deno.writeFile(store.path, new TextEncoder().encode("not a database at all"));
-      store.reload();
-      const s = store.status();
+      await store.reload();
+      const s = await store.status();
       assert.equal(s.loaded, true, "the previous database stays in use");
       assert.equal(s.fileError?.code, "geoip-invalid");
-      assert.equal(store.position("198.51.100.20")?.city, "Tokyo");
+      assert.equal((await store.position("198.51.100.20"))?.city, "Tokyo");
 
       await writeCityDb(store.path, [PARIS]);
-      store.reload();
-      assert.equal(store.status().fileError, null);
-      assert.equal(store.position("198.51.100.20"), null, "the new file is in use");
+      await store.reload();
+      assert.equal((await store.status()).fileError, null);
+      assert.equal(await store.position("198.51.100.20"), null, "the new file is in use");
 
-      const placed = fleetPositions(store, [
+      const placed = await fleetPositions(store, [
         { kind: "node", id: "n1", host: "192.0.2.10" },
         { kind: "node", id: "n2", host: "node2.example.net" },
         { kind: "relay", id: "r1", host: "192.0.2.11" },
@@ -128,12 +128,15 @@ Deno.test({
       ]);
 
       await Deno.remove(store.path);
-      assert.equal(store.reload(), null);
-      assert.deepEqual(fleetPositions(store, [{ kind: "node", id: "n1", host: "192.0.2.10" }]), {
-        geoip: false,
-        credit: null,
-        items: [],
-      });
+      assert.equal(await store.reload(), null);
+      assert.deepEqual(
+        await fleetPositions(store, [{ kind: "node", id: "n1", host: "192.0.2.10" }]),
+        {
+          geoip: false,
+          credit: null,
+          items: [],
+        },
+      );
     }),
 });
 

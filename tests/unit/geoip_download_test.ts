@@ -9,6 +9,7 @@ import {
   downloadDatabase,
   type DownloadProgress,
   expandUrl,
+  redactText,
   redactUrl,
 } from "../../controller/geoip/download.ts";
 import { GeoipError } from "../../controller/geoip/errors.ts";
@@ -56,7 +57,7 @@ async function withFixture(fn: (f: Fixture) => Promise<void>) {
     "/db-2026-11.mmdb": fresh,
   };
   const server = serveFiles(files, ["/chunked.tar.gz"]);
-  store.reload();
+  await store.reload();
   try {
     await fn({ store, server, old, fresh, files });
   } finally {
@@ -72,8 +73,8 @@ async function assertKept(f: Fixture, code: string, run: () => Promise<unknown>)
     return true;
   });
   assert.deepEqual(await Deno.readFile(f.store.path), f.old, "the old file stays");
-  assert.equal(f.store.reload()?.lookup("198.51.100.1")?.city, "Tokyo");
-  const last = readLastDownload(f.store.dir);
+  assert.equal((await f.store.reload())?.lookup("198.51.100.1")?.city, "Tokyo");
+  const last = await readLastDownload(f.store.dir);
   assert.equal(last?.ok, false);
   assert.equal(last?.code, code);
   const left = [...Deno.readDirSync(f.store.dir)].map((e) => e.name).filter((n) =>
@@ -112,14 +113,18 @@ for (const path of ["/city.mmdb", "/city.mmdb.gz", "/city.tar.gz", "/chunked.tar
         const last = seen.findLast((p) => p.phase === "download")!;
         assert.equal(last.bytes, sent, "the last progress counts every byte received");
         assert.equal(last.total, path === "/chunked.tar.gz" ? null : sent);
-        assert.equal(f.store.reload()?.lookup("198.51.100.1"), null, "the new database is in use");
-        assert.equal(f.store.position("192.0.2.1")?.city, "Paris");
+        assert.equal(
+          (await f.store.reload())?.lookup("198.51.100.1"),
+          null,
+          "the new database is in use",
+        );
+        assert.equal((await f.store.position("192.0.2.1"))?.city, "Paris");
         const tmps = [...Deno.readDirSync(f.store.dir)].map((e) => e.name).filter((n) =>
           n.endsWith(".tmp")
         );
         assert.deepEqual(tmps, ["city.mmdb.live.tmp"], "only the stale temporary is removed");
         await Deno.remove(fresh);
-        const rec = readLastDownload(f.store.dir);
+        const rec = await readLastDownload(f.store.dir);
         assert.equal(rec?.ok, true);
         assert.equal(rec?.bytes, f.fresh.length);
       }),
@@ -193,6 +198,19 @@ Deno.test("geoip download: URLs are checked and shown without their secrets", ()
       "https://123:SECRETKEY@download.maxmind.com/geoip/databases/GeoLite2-City/download?suffix=tar.gz&license_key=SECRET2",
     ),
     "https://download.maxmind.com/geoip/databases/GeoLite2-City/download?suffix=…&license_key=…",
+  );
+  assert.equal(redactUrl("https://h/x.mmdb#SECRET3"), "https://h/x.mmdb#…");
+  // An error text from the runtime: every URL in it redacted, the secrets gone wherever they are.
+  const url = "http://u:PASSWORD9@127.0.0.1:9/x.mmdb?license_key=SECRET4&edition=City";
+  const text = redactText(
+    "error sending request for url (http://127.0.0.1:9/x.mmdb?license_key=SECRET4&edition=City): " +
+      "refused; key SECRET4 user PASSWORD9",
+    url,
+  );
+  assert.equal(
+    text,
+    "error sending request for url (http://127.0.0.1:9/x.mmdb?license_key=…&edition=…): " +
+      "refused; key … user …",
   );
   assert.equal(
     expandUrl("https://x/db-{yyyy}-{mm}.mmdb.gz", new Date("2026-01-15Z"), 1),

@@ -68,8 +68,25 @@ const SCALAR: Record<string, string> = {
   TYPE_INT64: "int64",
 };
 
+/**
+ * PharosVPN's additive fields, not in the original contract (the original
+ * programs ignore unknown fields): numbers after every contract field.
+ */
+const ADDITIONS: Record<string, Record<string, { number: number; type: string }>> = {
+  NetworkConfig: { endpoint_ranges: { number: 5, type: "EndpointRange" } },
+  SetNetworkConfigResponse: { endpoint_ranges: { number: 2, type: "EndpointRange" } },
+};
+
 function checkPackage(file: string, pkg: string, service: string) {
   const listing = parseListing(contracts, pkg);
+  for (const [name, added] of Object.entries(pkg === "pharos.node.v1" ? ADDITIONS : {})) {
+    const want = listing.messages.get(name)!;
+    const used = Math.max(0, ...[...want.values()].map((f) => f.number));
+    for (const [field, f] of Object.entries(added)) {
+      assert.ok(f.number > used, `${name}.${field}: an addition must not reuse a contract number`);
+      want.set(field, { ...f, repeated: true });
+    }
+  }
   const def = loadProto(file) as Def;
   let messages = 0, fields = 0;
   for (const [name, want] of listing.messages) {

@@ -5,6 +5,7 @@
  * region code), the node list (filterable), onboarding form.
  */
 import type { PageContext } from "./context.ts";
+import { NotLoggedIn } from "../lib/api.ts";
 import { loadAll, loadList } from "../lib/load.ts";
 import { list, num, type Obj, str } from "../lib/fields.ts";
 import { regionPosition } from "../lib/regions.ts";
@@ -22,7 +23,11 @@ export default async function fleet(ctx: PageContext) {
   const [all, relays, geo] = await Promise.all([
     loadAll(ctx.api, "/api/nodes"),
     loadList(ctx.api, "/api/relays"),
-    ctx.api.get<Obj>("/api/geoip/positions"),
+    // Without GeoIP positions (no database, an error) the map places hosts by region.
+    ctx.api.get<Obj>("/api/geoip/positions").catch((e) => {
+      if (e instanceof NotLoggedIn) throw e;
+      return null;
+    }),
   ]);
   const placed = new Map(list(geo, "items").map((p) => [`${str(p, "kind")}:${str(p, "id")}`, p]));
   const geoOf = (kind: string, id: string) => {
