@@ -130,6 +130,8 @@ async function startOn(
       void late.accounts?.nodeKeyObserved(id, key).catch((e) =>
         log.error("node key not recorded", { code: "node-key", node: id, error: e })
       ),
+    // Profiles advertise the endpoint ranges nodes confirmed: a change reseals them.
+    resealProfiles: async (signal) => await late.accounts?.reprovisionAll(signal),
   });
   const embeddedRelay: { port?: number } = {};
   const accounts = late.accounts = await Accounts.open({

@@ -302,11 +302,13 @@ export class Accounts {
 
   /**
    * Regenerates every user's peers and profiles (a node added, removed or
-   * re-keyed). A device that fails does not stop the others; afterwards an
-   * error names how many failed (each is logged).
+   * re-keyed, or confirming other endpoint ranges). A device that fails does
+   * not stop the others; afterwards an error names how many failed (each is
+   * logged). An aborted `signal` stops it between two devices.
    */
-  async reprovisionAll(): Promise<void> {
+  async reprovisionAll(signal?: AbortSignal): Promise<void> {
     await this.resealProfiles({
+      signal,
       // Every failure, not only the ones the progress events name (MAX_FAILED_EVENTS).
       onFailure: (deviceId, error) =>
         this.o.log?.error("profile not resealed", {

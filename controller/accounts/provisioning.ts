@@ -8,6 +8,10 @@
  *
  * Which nodes a device may use: every node that is not disabled. A node is
  * listed in a profile once its AmneziaWG public key is known (`nodeKeys`).
+ * Its endpoints there: the part of its pool the node confirmed it serves
+ * (CONTRACTS.md §5.7, controller/reconcile/endpoint_confirmations.ts); with
+ * none confirmed (an empty pool, a node not reached yet, an original node),
+ * its host at 443.
  */
 import { fromBase64, toBase64 } from "../../core/encoding.ts";
 import type { Logger } from "../../core/log.ts";
@@ -24,6 +28,7 @@ import type { Keystore } from "../keystore.ts";
 import type { Actor, Service } from "../service/service.ts";
 import { AccountError } from "./errors.ts";
 import { statement } from "../db/sqlite.ts";
+import { advertisedRanges } from "../reconcile/endpoint_confirmations.ts";
 
 /** How long a sealed profile is valid; a fetch past half of it reseals. */
 export const PROFILE_TTL_MS = 30 * 24 * 3600_000;
@@ -70,6 +75,8 @@ interface NodeRow {
   host: string;
   region: string | null;
   endpoints: string;
+  /** What the node confirmed of endpoint ranges (stored JSON); null: never answered. */
+  confirmed_ranges: string | null;
   obfuscation: string;
 }
 
@@ -311,7 +318,9 @@ export class Provisioning {
     ).all(userId) as unknown as DeviceRow[];
     const nodes = statement(
       this.#db,
-      "SELECT * FROM nodes WHERE status <> 'disabled' ORDER BY name",
+      `SELECT n.*, c.ranges AS confirmed_ranges FROM nodes n
+         LEFT JOIN node_endpoint_confirmations c ON c.node_id = n.id
+       WHERE n.status <> 'disabled' ORDER BY n.name`,
     ).all() as unknown as NodeRow[];
     return { devices, nodes };
   }
@@ -447,11 +456,7 @@ export class Provisioning {
       const psk = peer.psk_sealed
         ? toBase64(await this.o.keystore.open(new Uint8Array(peer.psk_sealed), pskLabel(peer.id)))
         : "";
-      const pools = (JSON.parse(node.endpoints) as {
-        ip: string;
-        portMin: number;
-        portMax: number;
-      }[])
+      const pools = advertisedRanges(node.endpoints, node.confirmed_ranges)
         .map((e) => ({ ip: e.ip, port_min: e.portMin, port_max: e.portMax }));
       const endpoints = pools.length > 0
         ? pools

@@ -552,4 +552,25 @@ export const MIGRATIONS: Migration[] = [
         CHECK (claim_mac_key IS NULL OR length(claim_mac_key) = 32);
     `,
   },
+  {
+    version: 11,
+    name: "endpoint ranges each node confirmed",
+    sql: `
+      -- The endpoint ranges a node last said it DNATs onto its AmneziaWG listener (its
+      -- SetNetworkConfigResponse, CONTRACTS.md §5.7), written by reconcile when they
+      -- change. Observed state, kept out of the nodes row so that it never moves the
+      -- node's version under an operator's edit. Profiles advertise the node's pool
+      -- clipped to these ranges; no row: nothing of the pool (controller/reconcile/
+      -- endpoint_confirmations.ts).
+      CREATE TABLE node_endpoint_confirmations (
+        node_id TEXT PRIMARY KEY REFERENCES nodes (id) ON DELETE CASCADE,
+        -- JSON list of {ip, portMin, portMax}, IPs canonical; '[]': the node serves none
+        ranges TEXT NOT NULL DEFAULT '[]',
+        -- when the node first answered this list
+        confirmed_at TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
 ];

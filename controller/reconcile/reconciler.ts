@@ -12,6 +12,14 @@
  * an audit entry (writes.ts). Passes never overlap; nudges arriving during
  * a pass are merged into the next one. The first pass after `start()`
  * covers the whole fleet (a controller start reconciles everything).
+ *
+ * Endpoint confirmations: each SetNetworkConfig answer is recorded
+ * (endpoint_confirmations.ts) and profiles advertise only what nodes
+ * confirmed, so when a pass records a change the profiles are resealed in
+ * the background (`resealProfiles`), one reseal per pass however many
+ * nodes changed, and one more at most while a reseal runs (coalesced_run.ts).
+ * A start's first sweep also reseals when some profile is older than a
+ * confirmation (a reseal cut short by a stop or a crash).
  */
 import type { Logger } from "../../core/log.ts";
 import type { NodeCaller, NodeMessage, NodeMethod } from "../fleet/types.ts";
@@ -32,6 +40,8 @@ import type { Sealer } from "./psk.ts";
 import { AWG, XRAY } from "./requests.ts";
 import { describe, type Done, runStep, type StepContext } from "./steps.ts";
 import { allocateLinks, recordHeal } from "./writes.ts";
+import { CoalescedRun } from "./coalesced_run.ts";
+import { profilesOlderThanConfirmations } from "./endpoint_confirmations.ts";
 import { statement } from "../db/sqlite.ts";
 
 /** The settings row (key) that sets the interval when no option does; a JSON number of ms. */
@@ -65,6 +75,12 @@ export interface ReconcilerOptions {
    * whenever it changes (accounts records it: profiles list it).
    */
   onNodeKey?: (nodeId: string, awgPublicKey: string) => void;
+  /**
+   * Reseals every device profile (accounts' `reprovisionAll`); run in the
+   * background when nodes confirm other endpoint ranges, aborted by
+   * `stop()` through the signal. Absent: profiles are not resealed here.
+   */
+  resealProfiles?: (signal: AbortSignal) => Promise<unknown>;
 }
 
 /** One pass. */
@@ -118,9 +134,13 @@ async function eachLimited<T>(
 
 export class Reconciler {
   readonly #o:
-    & Required<Omit<ReconcilerOptions, "intervalMs" | "diff" | "onNodeKey">>
+    & Required<Omit<ReconcilerOptions, "intervalMs" | "diff" | "onNodeKey" | "resealProfiles">>
     & Pick<ReconcilerOptions, "onNodeKey">
     & { diff: DiffOptions };
+  /** The profile reseal endpoint confirmations ask for; null without `resealProfiles`. */
+  readonly #reseals: CoalescedRun | null;
+  /** Set until the first sweep after a start looked for profiles older than a confirmation. */
+  #checkStaleProfiles = true;
   readonly #ctx: StepContext;
   #follower: AuditFollower | null = null;
   #followTimer: ReturnType<typeof setInterval> | null = null;
@@ -158,6 +178,17 @@ export class Reconciler {
       followAuditMs: opts.followAuditMs ?? 1000,
       onNodeKey: opts.onNodeKey,
     };
+    const reseal = opts.resealProfiles;
+    this.#reseals = reseal
+      ? new CoalescedRun(
+        reseal,
+        (e) =>
+          this.#o.log.error("profiles not resealed after endpoint confirmations", {
+            code: (e as ReconcileError).code ?? "confirmation-reseal-failed",
+            error: e,
+          }),
+      )
+      : null;
     this.#ctx = {
       service: this.#o.service,
       sealer: this.#o.sealer,
@@ -205,6 +236,7 @@ export class Reconciler {
     this.#started = true;
     this.#stats.running = true;
     this.#wantSweep = true;
+    this.#checkStaleProfiles = true;
     this.#kick();
     if (this.#o.followAuditMs > 0) {
       // From the log's end now: the first sweep covers everything before.
@@ -213,7 +245,7 @@ export class Reconciler {
     }
   }
 
-  /** Stops the loop and waits for a pass in progress to end. */
+  /** Stops the loop and waits for a pass and a profile reseal in progress to end. */
   async stop(): Promise<void> {
     this.#started = false;
     this.#stats.running = false;
@@ -225,6 +257,7 @@ export class Reconciler {
     this.#wantSweep = false;
     this.#wantNodes.clear();
     await this.#pump;
+    await this.#reseals?.stop();
   }
 
   /**
@@ -257,6 +290,11 @@ export class Reconciler {
   idle(): Promise<void> {
     if (this.#pump === null) return Promise.resolve();
     return new Promise((r) => this.#idle.push(r));
+  }
+
+  /** Resolves when no profile reseal asked for by endpoint confirmations runs or waits (tests). */
+  resealIdle(): Promise<void> {
+    return this.#reseals?.idle() ?? Promise.resolve();
   }
 
   stats(): ReconcileStats {
@@ -367,6 +405,7 @@ export class Reconciler {
     for (const id of this.#memory.keys()) if (!driven.has(id)) this.#forget(id);
 
     const failed = new Set<string>();
+    const confirmedChanged: string[] = [];
     await eachLimited(targets, this.#o.concurrency, async (id) => {
       try {
         await this.#observe(id);
@@ -391,6 +430,7 @@ export class Reconciler {
         failed.add(id);
         this.#nodeFailed(id, "heal", e);
       }
+      if (done.some((x) => x.rangesChanged)) confirmedChanged.push(id);
       const heals = done.filter((x) => x.heal);
       if (heals.length > 0) {
         stats.heals += heals.length;
@@ -398,6 +438,7 @@ export class Reconciler {
         this.#record(d, pass, heals);
       }
     });
+    this.#resealFor(confirmedChanged, only === null);
     stats.errors = failed.size;
     stats.durationMs = performance.now() - t0;
     this.#stats.heals += stats.heals;
@@ -409,6 +450,30 @@ export class Reconciler {
     }
     this.#o.log.debug("reconcile pass done", { code: "reconcile-pass", ...stats });
     return stats;
+  }
+
+  /** Asks for one profile reseal when nodes confirmed other ranges (or, once, for stale profiles). */
+  #resealFor(nodeIds: string[], sweep: boolean): void {
+    if (this.#reseals === null) return;
+    let stale = false;
+    if (sweep && this.#checkStaleProfiles) {
+      this.#checkStaleProfiles = false;
+      try {
+        stale = nodeIds.length === 0 && profilesOlderThanConfirmations(this.#o.service.db);
+      } catch (e) {
+        this.#o.log.error("cannot compare profiles with confirmations", {
+          code: "confirmation-check-failed",
+          error: e,
+        });
+      }
+    }
+    if (nodeIds.length === 0 && !stale) return;
+    this.#o.log.info("resealing profiles for the endpoint ranges nodes confirmed", {
+      code: "confirmation-reseal",
+      nodes: nodeIds,
+      ...(stale ? { reason: "profiles older than a confirmation" } : {}),
+    });
+    this.#reseals.request();
   }
 
   #forget(id: string): void {

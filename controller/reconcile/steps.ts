@@ -21,7 +21,13 @@ import {
   pushConfigRequest,
   XRAY,
 } from "./requests.ts";
-import { raiseLinkRevision, raiseNodeRevision, removeLink } from "./writes.ts";
+import {
+  raiseLinkRevision,
+  raiseNodeRevision,
+  recordConfirmedRanges,
+  removeLink,
+} from "./writes.ts";
+import { type ConfirmedAnswer, confirmedAnswer } from "./endpoint_confirmations.ts";
 
 export interface StepContext {
   service: Service;
@@ -36,6 +42,8 @@ export interface Done {
   step: Step;
   heal: boolean;
   detail?: Record<string, unknown>;
+  /** The node confirmed other endpoint ranges than recorded (profiles must follow). */
+  rangesChanged?: boolean;
 }
 
 const STALE = /stale revision (\d+) \(last applied (\d+)\)/;
@@ -44,13 +52,14 @@ const STALE = /stale revision (\d+) \(last applied (\d+)\)/;
  * What the node answered about the endpoint ranges it now DNATs (our agent
  * lists them; the original node answers none): the pushed ranges it did not
  * confirm are named, so the heal entry shows a node that does not serve
- * part of its advertised pool.
+ * part of its pool (profiles leave those out), and an answer that was
+ * refused says why.
  */
-function rangesDetail(policy: NetworkPolicy, res: NodeMessage): Record<string, unknown> {
+function rangesDetail(policy: NetworkPolicy, answer: ConfirmedAnswer): Record<string, unknown> {
   const pushed = policy.endpointRanges ?? [];
-  if (pushed.length === 0) return {};
-  const list = Array.isArray(res.endpoint_ranges) ? res.endpoint_ranges as NodeMessage[] : [];
-  const confirmed = new Set(list.map((r) => `${r.ip} ${r.port_min} ${r.port_max}`));
+  const refused = answer.problem === undefined ? {} : { confirmed_ranges_refused: answer.problem };
+  if (pushed.length === 0) return refused;
+  const confirmed = new Set(answer.ranges.map((r) => `${r.ip} ${r.portMin} ${r.portMax}`));
   const missing = pushed.filter((r) => !confirmed.has(`${r.ip} ${r.portMin} ${r.portMax}`));
   return {
     endpoint_ranges: pushed.length,
@@ -61,6 +70,7 @@ function rangesDetail(policy: NetworkPolicy, res: NodeMessage): Record<string, u
         ),
       }
       : {}),
+    ...refused,
   };
 }
 
@@ -106,10 +116,13 @@ export async function runStep(
     case "set-network": {
       mem.policyKey = "!unsent";
       const res = await ctx.call(id, "SetNetworkConfig", networkConfigRequest(step.policy));
+      const answer = confirmedAnswer(res);
+      // Not recorded: the policy stays "unsent", so the next pass pushes and records again.
+      const rangesChanged = recordConfirmedRanges(service, actor, id, answer.ranges);
       mem.policyKey = policyKey(step.policy);
       mem.agentStart = agentStartOf(o);
       mem.agentStartSlack = agentSlackOf(o);
-      return { step, heal: step.heal, detail: rangesDetail(step.policy, res) };
+      return { step, heal: step.heal, detail: rangesDetail(step.policy, answer), rangesChanged };
     }
     case "configure-link": {
       const l = step.link;

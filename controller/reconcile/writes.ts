@@ -11,13 +11,18 @@
  *   what was healed. A row of its own, rather than an update of the node,
  *   keeps heals from moving the node's `version` under an operator's edit
  *   (a false 409), and the list stays queryable; the audit entry's
- *   after-digest makes it tamper-evident.
+ *   after-digest makes it tamper-evident;
+ * - the endpoint ranges a node confirmed (table node_endpoint_confirmations,
+ *   endpoint_confirmations.ts), written only when they changed: observed
+ *   state like a heal, so a row of its own for the same reasons.
  */
 import { allocateInnerLink } from "../../core/dataplane/mod.ts";
 import type { Actor, Service } from "../service/service.ts";
 import { type FleetRows, pathEdges } from "./desired.ts";
 import { linkPskLabel, newPsk, type Sealer, sealPsk } from "./psk.ts";
 import { statement } from "../db/sqlite.ts";
+import type { PortRangeForward } from "../../core/dataplane/mod.ts";
+import { rangesJson } from "./endpoint_confirmations.ts";
 
 /** Creates the node_links rows missing for the paths' edges; returns how many it made. */
 export async function allocateLinks(
@@ -120,4 +125,34 @@ export function recordHeal(
       }),
   );
   return id;
+}
+
+/**
+ * Records the endpoint ranges a node answered it DNATs; returns whether
+ * they differ from the recorded ones (a node's first answer always does,
+ * an empty one included). The same list again writes nothing.
+ */
+export function recordConfirmedRanges(
+  service: Service,
+  actor: Actor,
+  nodeId: string,
+  ranges: readonly PortRangeForward[],
+): boolean {
+  const json = rangesJson(ranges);
+  return service.mutate(
+    {
+      actor,
+      action: "node_endpoint_confirmation.record",
+      target: { type: "node_endpoint_confirmation", id: nodeId },
+    },
+    (tx) => {
+      if (tx.current === undefined) {
+        tx.insert({ ranges: json, confirmed_at: tx.now });
+        return true;
+      }
+      if (tx.current.ranges === json) return false;
+      tx.update({ ranges: json, confirmed_at: tx.now });
+      return true;
+    },
+  );
 }

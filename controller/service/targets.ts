@@ -27,6 +27,7 @@ export const TARGETS = {
   path: { table: "paths", key: "id" },
   node_link: { table: "node_links", key: "id" },
   reconcile_heal: { table: "reconcile_heals", key: "id" },
+  node_endpoint_confirmation: { table: "node_endpoint_confirmations", key: "node_id" },
 } as const;
 
 export type TargetType = keyof typeof TARGETS;

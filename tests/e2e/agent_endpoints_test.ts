@@ -7,7 +7,9 @@
  * which ranges it serves. The pushed ranges replace the agent's own
  * --endpoint-ips/--endpoint-ports, which come back when the controller
  * clears the pool; a bad push changes nothing; a killed agent restarted
- * with no controller re-applies the pushed ranges from disk.
+ * with no controller re-applies the pushed ranges from disk. Profiles
+ * advertise a range only once the agent confirmed it: a pool changed while
+ * no reconcile runs is not in them until the agent has it.
  */
 import assert from "node:assert/strict";
 import { createApp } from "../../controller/api/app.ts";
@@ -15,6 +17,7 @@ import { Reconciler } from "../../controller/reconcile/reconciler.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
 import { Service } from "../../controller/service/service.ts";
 import { accountsFixture } from "../support/accounts_fixture.ts";
+import { advertisedEndpoints, enrollDevice } from "../support/advertised_endpoints.ts";
 import { agentCapability, eventually, labTest, startNodeAgent } from "../support/agent_harness.ts";
 import { call, login, setupAdmin } from "../support/api_fixture.ts";
 import { DirectNodeCaller } from "../support/direct_node_caller.ts";
@@ -64,13 +67,31 @@ labTest(
       );
       new Nodes(service).setPolicy(ACTOR, nodeId, { masquerade: false });
       caller.set(nodeId, { target: `unix:${agent.socket}`, serverName: "localhost" });
-      rec = new Reconciler({
-        service,
-        caller,
-        sealer: f.state.keystore,
-        intervalMs: 3_600_000,
-        followAuditMs: 200,
-      });
+      // Profiles advertise what the agent confirmed: reconcile reseals them when that changes.
+      const reconciler = () =>
+        new Reconciler({
+          service,
+          caller,
+          sealer: f.state.keystore,
+          intervalMs: 3_600_000,
+          followAuditMs: 200,
+          resealProfiles: (signal) => f.accounts.reprovisionAll(signal),
+        });
+      const device = await enrollDevice(f);
+      const host = new Nodes(service).require(nodeId).host;
+      const advertised = async () => (await advertisedEndpoints(f, device)).nodes.get(nodeId);
+      /** Waits (bounded) until the profile advertises `want`; fails with what it shows. */
+      const advertises = async (want: string[], why: string) => {
+        let seen: string[] | undefined;
+        assert.ok(
+          await eventually(async () => {
+            seen = await advertised();
+            return JSON.stringify(seen) === JSON.stringify(want);
+          }, WAIT_MS),
+          `${why}: the profile advertises ${JSON.stringify(seen)}`,
+        );
+      };
+      rec = reconciler();
       rec.start();
       await rec.idle();
       assert.deepEqual(await natRules(), [dnat("192.0.2.9", "3000:3010")], "none pushed: flags");
@@ -106,6 +127,11 @@ labTest(
         /UDP 2000-60000 on 192\.0\.2\.1, UDP 40000-40100 on 192\.0\.2\.5.* \(from the controller\)/,
       );
       assert.equal(rec.stats().sweeps, 1, "pushed by the change, not by a sweep");
+      // The agent confirmed all three (the listener's own 192.0.2.1:443 too): all advertised.
+      await advertises(
+        ["192.0.2.1:443", "192.0.2.1:2000-60000", "192.0.2.5:40000-40100"],
+        "confirmed by the agent",
+      );
 
       // A bad push straight to the node (two ranges sharing ports): INVALID_ARGUMENT, nothing changes.
       const bad = await agent.call("SetNetworkConfig", {
@@ -130,16 +156,44 @@ labTest(
       await agent.start();
       assert.deepEqual(await natRules(), pushed, "re-applied at start");
 
-      // Cleared on the controller: an empty list is pushed and the flags apply again.
-      rec = new Reconciler({
-        service,
-        caller,
-        sealer: f.state.keystore,
-        intervalMs: 3_600_000,
-        followAuditMs: 200,
-      });
+      // A range added while no reconcile runs: the PATCH's reseal leaves it out (the agent
+      // has not confirmed it), and the agent has no rule for it.
+      const added = await patch([
+        "192.0.2.1:443",
+        "192.0.2.1:2000-60000",
+        "192.0.2.5:40000-40100",
+        "192.0.2.6:7000-7100",
+      ]);
+      let op = "running";
+      assert.ok(
+        await eventually(async () => {
+          const r = await call(app, "GET", `/api/operations/${added.operation_id}`, s);
+          op = (await r.json()).status;
+          return op !== "running";
+        }, WAIT_MS),
+        "the PATCH's reseal to end",
+      );
+      assert.equal(op, "done");
+      assert.deepEqual(
+        await advertised(),
+        ["192.0.2.1:443", "192.0.2.1:2000-60000", "192.0.2.5:40000-40100"],
+        "192.0.2.6 not confirmed yet: not advertised",
+      );
+      assert.deepEqual(await natRules(), pushed);
+      // Reconcile runs again: the agent gets the range, DNATs it, confirms it, profiles follow.
+      rec = reconciler();
       rec.start();
       await rec.idle();
+      assert.ok(
+        (await natRules()).includes(dnat("192.0.2.6", "7000:7100")),
+        "the agent has the added range",
+      );
+      await advertises(
+        ["192.0.2.1:443", "192.0.2.1:2000-60000", "192.0.2.5:40000-40100", "192.0.2.6:7000-7100"],
+        "confirmed after the push",
+      );
+
+      // Cleared on the controller: an empty list is pushed and the flags apply again.
       await patch([]);
       assert.ok(
         await eventually(
@@ -149,6 +203,8 @@ labTest(
         ),
         "cleared: the flags' range again",
       );
+      // No pool: the host at 443 (the flags' range the agent confirms is not the pool's).
+      await advertises([`${host}:443`], "no pool");
     } finally {
       await rec?.stop();
       caller.close();

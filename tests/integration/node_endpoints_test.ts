@@ -3,14 +3,16 @@
  * ranges) set with `cox nodes endpoints` and PATCH /api/nodes/{id}/endpoints,
  * both through the one service: checked, written canonically with an audit
  * entry and a raised desired revision (the reconcile loop, following the
- * audit log, pushes it to the node), and every profile resealed with the new
- * pool. Bad input is refused with a clear message and writes nothing; a
- * stale version is a conflict (CLI exit 1, API 409).
+ * audit log, pushes it to the node), and every profile resealed. Profiles
+ * advertise only the part of the pool the node confirmed (CONTRACTS.md §5.7):
+ * until it does, the host at 443. Bad input is refused with a clear message
+ * and writes nothing; a stale version is a conflict (CLI exit 1, API 409).
  */
 import assert from "node:assert/strict";
 import { createApp } from "../../controller/api/app.ts";
 import { runCli } from "../../controller/cli/run.ts";
 import { AuditFollower } from "../../controller/reconcile/changes.ts";
+import { recordConfirmedRanges } from "../../controller/reconcile/writes.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
 import { Service } from "../../controller/service/service.ts";
 import { type AmneziaWgProtocol, decodeProfileDocument } from "../../core/profile/mod.ts";
@@ -121,10 +123,19 @@ Deno.test("cox nodes endpoints: set, shown, pushed and resealed; --clear; bad in
     assert.deepEqual([...follower.poll().nodes], [nodeId], "reconcile hears of the node");
     const resealed = await profileOf(f, device, nodeId);
     assert.ok(resealed.revision > first.revision, "a new profile revision");
-    assert.deepEqual(resealed.ips, ["198.51.100.7", "2001:db8::1"]);
-    assert.deepEqual(resealed.pools, [
+    assert.deepEqual(resealed.ips, [before.host], "not confirmed by the node yet: the host");
+    assert.deepEqual(resealed.pools, [{ ip: before.host, port_min: 443, port_max: 443 }]);
+    // The node confirms part of the range (as reconcile records its answer): that part only.
+    recordConfirmedRanges(new Service(f.state.db), "system:reconcile", nodeId, [
+      { ip: "198.51.100.7", portMin: 443, portMax: 443 },
+      { ip: "2001:db8::1", portMin: 40050, portMax: 40200 },
+    ]);
+    await f.accounts.reprovisionAll();
+    const confirmed = await profileOf(f, device, nodeId);
+    assert.deepEqual(confirmed.ips, ["198.51.100.7", "2001:db8::1"]);
+    assert.deepEqual(confirmed.pools, [
       { ip: "198.51.100.7", port_min: 443, port_max: 443 },
-      { ip: "2001:db8::1", port_min: 40000, port_max: 40100 },
+      { ip: "2001:db8::1", port_min: 40050, port_max: 40100 },
     ]);
     const show = await cox(f, "nodes", "show", "fra-1");
     assert.match(show.out, /^endpoints: +198\.51\.100\.7:443, \[2001:db8::1\]:40000-40100$/m);
@@ -221,7 +232,8 @@ Deno.test("api PATCH /api/nodes/{id}/endpoints: set with a reseal operation; bad
     assert.equal(status, "done", JSON.stringify(await op()));
     const resealed = await profileOf(f, device, nodeId);
     assert.ok(resealed.revision > first.revision);
-    assert.deepEqual(resealed.pools, [{ ip: "203.0.113.99", port_min: 51820, port_max: 51830 }]);
+    // Not confirmed by the node yet (no node here): the host at 443.
+    assert.deepEqual(resealed.pools, [{ ip: before.host, port_min: 443, port_max: 443 }]);
     assert.equal(nodes.require(nodeId).desiredRevision, before.desiredRevision + 1);
     const audit = f.state.db.prepare(
       "SELECT actor FROM audit_log WHERE action = 'node.endpoints'",

@@ -51,6 +51,11 @@ export interface SimNode {
   started: number;
   /** Counters ListPeers reports per peer (handshake in unix seconds); zeros when absent. */
   traffic: Map<string, { rx: number; tx: number; handshake: number }>;
+  /**
+   * The endpoint ranges SetNetworkConfig answers it serves, given the pushed
+   * ones (as the PharosVPN agent confirms them); unset: none, as the original node.
+   */
+  confirms?: (pushed: any[]) => any[];
 }
 
 const OBF = {
@@ -131,6 +136,9 @@ function methods(
     RestartService: unary(() => ({ restarted: true })),
     SetNetworkConfig: unary((req) => {
       n.policy = req.config;
+      if (n.confirms) {
+        return { applied: true, endpoint_ranges: n.confirms(req.config.endpoint_ranges ?? []) };
+      }
       return { applied: true };
     }),
     ConfigureInnerLink: unary((req) => {

@@ -261,6 +261,23 @@ const SEEDS: Record<number, (db: Db) => void> = {
         }),
     );
   },
+  11: (db) => {
+    const svc = new Service(db);
+    const node = new Nodes(svc).require("fra-1");
+    svc.mutate(
+      {
+        actor: "system:reconcile",
+        action: "node_endpoint_confirmation.record",
+        target: { type: "node_endpoint_confirmation", id: node.id },
+        expectVersion: 0,
+      },
+      (tx) =>
+        tx.insert({
+          ranges: JSON.stringify([{ ip: "203.0.113.7", portMin: 2000, portMax: 2100 }]),
+          confirmed_at: T,
+        }),
+    );
+  },
 };
 
 const LATEST = MIGRATIONS.at(-1)!.version;

@@ -1,0 +1,141 @@
+/**
+ * The endpoint ranges each node confirmed (CONTRACTS.md §5.7): what a node
+ * answered to SetNetworkConfig about the UDP ranges it DNATs onto its
+ * AmneziaWG listener, kept in `node_endpoint_confirmations` (written by
+ * reconcile, writes.ts), and the part of a node's pool that profiles
+ * advertise: the pool clipped to those ranges.
+ *
+ * A node with no confirmation (not reached yet, or an original node, which
+ * answers none) advertises nothing of its pool: clients dial its host at
+ * 443 as with an empty pool. An operator whose original node sits behind
+ * an external DNAT loses the pool in profiles; only our agent confirms.
+ */
+import {
+  formatIp,
+  parseIp,
+  type PortRangeForward,
+  validateEndpointRanges,
+} from "../../core/dataplane/mod.ts";
+import { type Db, statement } from "../db/sqlite.ts";
+import type { NodeMessage } from "../fleet/types.ts";
+
+/** What a node's SetNetworkConfigResponse confirms; `problem` when its list was refused. */
+export interface ConfirmedAnswer {
+  ranges: PortRangeForward[];
+  problem?: string;
+}
+
+/**
+ * Reads the endpoint ranges of a SetNetworkConfigResponse, checked as the
+ * controller checks a pool (a node's answer is input like any other): a
+ * list that fails is taken as confirming nothing, and says why. Absent or
+ * `null` (the original node): none.
+ */
+export function confirmedAnswer(res: NodeMessage): ConfirmedAnswer {
+  const raw = res.endpoint_ranges ?? [];
+  try {
+    if (!Array.isArray(raw)) throw new Error("endpoint_ranges: not a list");
+    const ranges = validateEndpointRanges(
+      raw.map((r) => {
+        const x = (typeof r === "object" && r !== null ? r : {}) as NodeMessage;
+        return { ip: x.ip, portMin: x.port_min, portMax: x.port_max };
+      }),
+      "endpoint_ranges",
+    );
+    return { ranges };
+  } catch (e) {
+    return { ranges: [], problem: String((e as Error)?.message ?? e).slice(0, 300) };
+  }
+}
+
+/** A list as stored (`nodes.endpoints`, `node_endpoint_confirmations.ranges`). */
+export function rangesJson(ranges: readonly PortRangeForward[]): string {
+  return JSON.stringify(ranges.map((r) => ({ ip: r.ip, portMin: r.portMin, portMax: r.portMax })));
+}
+
+/**
+ * A stored list read back leniently: entries that are not ranges are left
+ * out (a pool written before today's checks still counts for what is
+ * valid in it), IPs canonical so that pool and confirmation compare.
+ */
+export function storedRanges(json: string | null | undefined): PortRangeForward[] {
+  let list: unknown;
+  try {
+    list = JSON.parse(json ?? "[]");
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(list)) return [];
+  const out: PortRangeForward[] = [];
+  for (const r of list) {
+    const x = (typeof r === "object" && r !== null ? r : {}) as Record<string, unknown>;
+    const { portMin, portMax } = x;
+    if (!Number.isInteger(portMin) || !Number.isInteger(portMax)) continue;
+    try {
+      out.push({
+        ip: formatIp(parseIp(x.ip, "ip")),
+        portMin: portMin as number,
+        portMax: portMax as number,
+      });
+    } catch { /* not an IP: left out */ }
+  }
+  return out;
+}
+
+/**
+ * The part of `pool` the node confirmed: per pool entry, in pool order,
+ * its intersection with each confirmed range on the same IP (lowest ports
+ * first); an entry with no confirmed port is left out. Never more than the
+ * pool: what a node confirms beyond it (its own flags) is not advertised.
+ */
+export function clipToConfirmed(
+  pool: readonly PortRangeForward[],
+  confirmed: readonly PortRangeForward[],
+): PortRangeForward[] {
+  const out: PortRangeForward[] = [];
+  const seen = new Set<string>();
+  for (const p of pool) {
+    const pieces = confirmed
+      .filter((c) => c.ip === p.ip && c.portMin <= p.portMax && p.portMin <= c.portMax)
+      .map((c) => ({
+        ip: p.ip,
+        portMin: Math.max(p.portMin, c.portMin),
+        portMax: Math.min(p.portMax, c.portMax),
+      }))
+      .sort((a, b) => a.portMin - b.portMin);
+    for (const piece of pieces) {
+      const key = `${piece.ip} ${piece.portMin} ${piece.portMax}`;
+      if (seen.has(key)) continue; // overlapping pool entries of an old row
+      seen.add(key);
+      out.push(piece);
+    }
+  }
+  return out;
+}
+
+/** What a node's profiles advertise of its pool (stored forms; a null confirmation: nothing). */
+export function advertisedRanges(
+  poolJson: string,
+  confirmedJson: string | null | undefined,
+): PortRangeForward[] {
+  if (confirmedJson === null || confirmedJson === undefined) return [];
+  return clipToConfirmed(storedRanges(poolJson), storedRanges(confirmedJson));
+}
+
+/**
+ * Whether the sealed profile of some device a reseal covers (accounts'
+ * resealMany: active, with a user and both keys) is older than a
+ * confirmation: a reseal that a confirmation asked for was cut short (the
+ * controller stopped or crashed), so profiles may advertise what nodes no
+ * longer confirm.
+ */
+export function profilesOlderThanConfirmations(db: Db): boolean {
+  return statement(
+    db,
+    `SELECT 1 FROM sealed_profiles sp JOIN devices d ON d.id = sp.device_id
+       WHERE d.status = 'active' AND d.user_id IS NOT NULL AND d.wg_public_key IS NOT NULL
+         AND d.encryption_public_key IS NOT NULL
+         AND sp.updated_at < (SELECT MAX(updated_at) FROM node_endpoint_confirmations)
+       LIMIT 1`,
+  ).get() !== undefined;
+}
