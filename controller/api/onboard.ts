@@ -2,7 +2,8 @@
  * POST /api/nodes: node onboarding over SSH (controller/onboarding), as
  * `cox nodes add` runs it, with the controller's own SSH key. The target is
  * checked when the request arrives (a bad one is a 400, no operation); the
- * run then reports each step to the operation and the feed. A first contact
+ * run then reports each step to the operation and the feed, and ends at once
+ * (its SSH connection dropped) when the controller stops. A first contact
  * pins the host key the operator confirmed (`accept_host_key`, as
  * `--accept-host-key`), or the one seen when none is given.
  */
@@ -38,7 +39,7 @@ export function nodeOnboarding(
   return (actor, input) => {
     const host = input.host.includes(":") ? `[${input.host}]` : input.host;
     const target = parseSshTarget(`${input.sshUser}@${host}:${input.sshPort}`);
-    return async (emit: (e: OnboardingProgress) => void) => {
+    return async (emit: (e: OnboardingProgress) => void, _id, signal) => {
       await onboardNode(state, actor, {
         target,
         name: input.name,
@@ -47,7 +48,9 @@ export function nodeOnboarding(
         sudo: target.user !== "root",
         acceptHostKey: input.acceptHostKey,
         onProgress: emit,
-        rerun: "POST /api/nodes with the same host",
+        // Messages name the command that resumes it (`cox nodes add user@host:port --name NAME`,
+        // safe beside the running controller), as a stop or a failure may need it after a restart.
+        signal,
         ...overrides?.(input),
       });
     };

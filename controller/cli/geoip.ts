@@ -7,6 +7,7 @@
 import type { CliIo } from "../../relay/host/cli_support.ts";
 import { downloadDatabase, type DownloadProgress, redactUrl } from "../geoip/download.ts";
 import { formatBytes } from "../geoip/operation.ts";
+import { auditDownloadRequest } from "../geoip/request_audit.ts";
 import { GeoipStore } from "../geoip/store.ts";
 import { Settings } from "../service/settings.ts";
 import { UsageError } from "./format.ts";
@@ -15,14 +16,19 @@ import { withService } from "./with_state.ts";
 export async function geoipDownload(
   state: string,
   urlFlag: string | undefined,
+  actor: string,
   io: CliIo,
 ): Promise<number> {
-  // Read even with --url: the state directory must be one the controller made.
-  const setting = await withService(state, (svc) => new Settings(svc).get("geoip.url"));
-  const url = urlFlag ?? setting;
-  if (!url) {
-    throw new UsageError('no GeoIP URL: pass --url or set geoip.url ("cox settings list")');
-  }
+  // Opened even with --url: the state directory must be one the controller made.
+  const url = await withService(state, (svc) => {
+    const url = urlFlag ?? new Settings(svc).get("geoip.url");
+    if (!url) {
+      throw new UsageError('no GeoIP URL: pass --url or set geoip.url ("cox settings list")');
+    }
+    // Audited as the API's request is: who asked for which source (secrets hidden), and when.
+    auditDownloadRequest(svc, actor, url);
+    return url;
+  });
   const store = new GeoipStore(state);
   let shownPct = -1;
   const progress = (p: DownloadProgress) => {

@@ -361,13 +361,13 @@ const COMMANDS: Record<string, Command> = {
   "geoip download": {
     params: [],
     flags: ["url"],
-    run: (c) => geoipDownload(c.state, str(c.values, "url"), c.io),
+    run: (c) => geoipDownload(c.state, str(c.values, "url"), c.actor, c.io),
   },
   // DESIGN.md's name for the same command.
   "geoip update": {
     params: [],
     flags: ["url"],
-    run: (c) => geoipDownload(c.state, str(c.values, "url"), c.io),
+    run: (c) => geoipDownload(c.state, str(c.values, "url"), c.actor, c.io),
   },
   "geoip status": { params: [], flags: [], run: (c) => geoipStatus(c.state, c.io) },
   "profiles reseal": {

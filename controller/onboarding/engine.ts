@@ -15,6 +15,12 @@
  * Every step is safe to repeat, so a failed run is resumed by running the
  * same command again. A failure is recorded on the row (state `failed`,
  * the step, the error) and thrown as an OnboardingError naming the step.
+ *
+ * A run given an AbortSignal (the controller stopping) ends at once when it
+ * aborts: the SSH connection is dropped, the step in progress fails as
+ * stopped (`operation-stopped`) and no further step begins. What a dropped
+ * step leaves on the host is what a failed one leaves: files are written
+ * atomically and every step repeats safely.
  */
 import type { Pki, TrustStore, X509Certificate } from "../../core/pki/mod.ts";
 import { certPem } from "../../core/pki/mod.ts";
@@ -62,7 +68,11 @@ export interface Subject {
   recordCertificate(leaf: X509Certificate, serial: string): void;
   /** File name → content, written into `dir`. */
   files(leaf: X509Certificate): Record<string, string>;
-  waitReady(leaf: X509Certificate, note: (message: string) => void): Promise<StepResult>;
+  waitReady(
+    leaf: X509Certificate,
+    note: (message: string) => void,
+    signal?: AbortSignal,
+  ): Promise<StepResult>;
   /** The service picks up new certificate files without a restart (the agent does). */
   reloadsCertificates: boolean;
   failed(step: StepName, message: string): void;
@@ -86,6 +96,8 @@ export interface EngineOptions {
   onProgress?: ProgressListener;
   /** SSH connect limit (default 20 s). */
   connectTimeoutMs?: number;
+  /** Aborted when the controller stops: the run ends at once (see the module comment). */
+  signal?: AbortSignal;
   /**
    * Certificate renewal of an onboarded host: no install, a new certificate
    * for the host's key whatever the old one, and no restart of a service that
@@ -145,7 +157,11 @@ export async function runOnboarding(
   let reused = false;
   const where = `${opts.target.host}:${opts.target.port}`;
 
-  const steps: Record<StepName, { start: string; run: () => Promise<StepResult> }> = {
+  /** `local`: works on the controller's side only; a stop waits for it (it is short). */
+  const steps: Record<
+    StepName,
+    { start: string; run: () => Promise<StepResult>; local?: boolean }
+  > = {
     connect: {
       start: `connecting to ${targetText}`,
       run: async () => {
@@ -161,6 +177,7 @@ export async function runOnboarding(
           auth,
           preferHostKeyType: pinnedType(pinned),
           timeoutMs: opts.connectTimeoutMs,
+          signal: opts.signal,
           verifyHostKey: (presented) => {
             decision = checkHostKey({
               pinned,
@@ -172,6 +189,9 @@ export async function runOnboarding(
             hostKey = presented;
           },
         });
+        // Connected just as the stop came: the stop has passed this connection by.
+        if (opts.signal?.aborted) conn.destroy();
+        opts.signal?.throwIfAborted();
         const hk = hostKey as HostKey | null;
         if (hk === null) {
           throw new OnboardingError("no-host-key", "no host key was checked", "connect");
@@ -243,6 +263,7 @@ export async function runOnboarding(
     },
     sign: {
       start: "verifying the CSR and signing it with the Fleet CA",
+      local: true,
       run: async () => {
         const revoked = statement(
           deps.service.db,
@@ -294,24 +315,37 @@ export async function runOnboarding(
     },
     ready: {
       start: "waiting for the service to answer",
-      run: () => subject.waitReady(leaf!, (m) => emit("ready", "progress", { message: m })),
+      run: () =>
+        subject.waitReady(leaf!, (m) => emit("ready", "progress", { message: m }), opts.signal),
     },
   };
 
   try {
     for (const step of STEPS) {
-      emit(step, "started", { message: steps[step].start });
       let result: StepResult;
       try {
-        result = await steps[step].run();
+        opts.signal?.throwIfAborted();
+        emit(step, "started", { message: steps[step].start });
+        result = steps[step].local ? await steps[step].run() : await untilAborted(
+          steps[step].run,
+          opts.signal,
+          () => (conn as SshConnection | null)?.destroy(),
+        );
       } catch (e) {
-        const described = describeError(e);
+        const stopped = opts.signal?.aborted === true;
+        const described = stopped
+          ? {
+            code: "operation-stopped",
+            message: `stopped: the controller is shutting down; run "${opts.rerun}" again ` +
+              "once it runs: onboarding resumes (each step is safe to repeat)",
+          }
+          : describeError(e);
         const code = described.code;
         const message = oneLine(described.message, 2000);
-        const text =
-          `step "${step}" (${
-            STEPS.indexOf(step) + 1
-          }/${STEPS.length}) on ${targetText} failed: ${message}` +
+        const stepText = `step "${step}" (${
+          STEPS.indexOf(step) + 1
+        }/${STEPS.length}) on ${targetText}`;
+        const text = stopped ? `${stepText} ${message}` : `${stepText} failed: ${message}` +
           (code === "host-key-changed" || code === "host-key-mismatch"
             ? ""
             : `${/[.?!]$/.test(message) ? "" : "."} Fix that, then run "${opts.rerun}" again: ` +
@@ -339,6 +373,35 @@ export async function runOnboarding(
     };
   } finally {
     (conn as SshConnection | null)?.close();
+  }
+}
+
+/**
+ * `work()`, or — once `signal` aborts — `onAbort()` and a rejection with the
+ * abort reason at once, without waiting for `work` (a remote command may
+ * never answer). A late failure of the abandoned work is dropped.
+ */
+async function untilAborted<T>(
+  work: () => Promise<T>,
+  signal: AbortSignal | undefined,
+  onAbort: () => void,
+): Promise<T> {
+  if (!signal) return await work();
+  let stop = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    const listener = () => {
+      onAbort();
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", listener, { once: true });
+    stop = () => signal.removeEventListener("abort", listener);
+  });
+  const running = work();
+  running.catch(() => {/* reported through the race below, or abandoned */});
+  try {
+    return await Promise.race([running, aborted]);
+  } finally {
+    stop();
   }
 }
 

@@ -47,6 +47,8 @@ export interface NodeOnboarding {
   connectTimeoutMs?: number;
   /** Renew the certificate of an onboarded host (see EngineOptions.renew). */
   renew?: boolean;
+  /** Ends the run at once when aborted (see EngineOptions.signal). */
+  signal?: AbortSignal;
 }
 
 export interface NodeOnboardingResult extends EngineResult {
@@ -81,7 +83,7 @@ export async function onboardNode(
       files: (leaf) => certificateFiles(NODE_CERT_FILES, leaf, state.pki.cas.fleet.cert, ca),
       // The agent re-reads node.crt when it changes; the relay reads its files at start.
       reloadsCertificates: true,
-      waitReady: async (leaf, note) => {
+      waitReady: async (leaf, note, signal) => {
         const identity = await controllerIdentity(state, ca);
         const target = req.nodeControlTarget ?? joinHostPort(node.host, node.controlPort);
         const status = await waitNodeControl({
@@ -89,6 +91,7 @@ export async function onboardNode(
           identity,
           expectDer: certDer(leaf),
           wait: req.ready,
+          signal,
           onAttempt: (i, err) => note(`NodeControl not answering yet (attempt ${i}: ${err})`),
         });
         return {
@@ -109,6 +112,7 @@ export async function onboardNode(
       onProgress: req.onProgress,
       connectTimeoutMs: req.connectTimeoutMs,
       renew: req.renew,
+      signal: req.signal,
     },
   );
   return { ...result, node: nodes.require(node.id) };

@@ -42,7 +42,21 @@ export interface NodeStatusSummary {
 const PROBE = fileURLToPath(new URL("./node_probe_main.ts", import.meta.url));
 const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Waits `ms`, or less when `signal` aborts (then rejects with its reason). */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const stop = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", stop);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", stop, { once: true });
+  });
+}
 
 type ProbeResult =
   | { ok: true; status: NodeStatusSummary }
@@ -50,7 +64,13 @@ type ProbeResult =
 
 /** One GetStatus in a child process; never throws. */
 async function probe(
-  req: { target: string; identity: ClientIdentity; expectDer: Uint8Array; timeoutMs: number },
+  req: {
+    target: string;
+    identity: ClientIdentity;
+    expectDer: Uint8Array;
+    timeoutMs: number;
+    signal?: AbortSignal;
+  },
 ): Promise<ProbeResult> {
   let child: Deno.ChildProcess;
   try {
@@ -75,11 +95,13 @@ async function probe(
   } catch (e) {
     return { ok: false, error: `cannot start the probe process: ${(e as Error).message}` };
   }
-  const timer = setTimeout(() => {
+  const kill = () => {
     try {
       child.kill("SIGKILL");
     } catch { /* gone */ }
-  }, req.timeoutMs + 30_000);
+  };
+  const timer = setTimeout(kill, req.timeoutMs + 30_000);
+  req.signal?.addEventListener("abort", kill, { once: true });
   try {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(JSON.stringify({
@@ -108,6 +130,7 @@ async function probe(
     return { ok: false, error: `probe: ${(e as Error).message}` };
   } finally {
     clearTimeout(timer);
+    req.signal?.removeEventListener("abort", kill);
   }
 }
 
@@ -121,6 +144,8 @@ export async function waitNodeControl(opts: {
   expectDer: Uint8Array;
   wait?: ReadyWait;
   onAttempt?: (attempt: number, error: string) => void;
+  /** Stops the wait (rejecting with the abort reason) and the call in progress. */
+  signal?: AbortSignal;
 }): Promise<NodeStatusSummary> {
   const attempts = opts.wait?.attempts ?? 30;
   const interval = opts.wait?.intervalMs ?? 2000;
@@ -128,12 +153,14 @@ export async function waitNodeControl(opts: {
   let mismatch = false;
   let last = "no attempt";
   for (let i = 1; i <= attempts; i++) {
+    opts.signal?.throwIfAborted();
     const r = await probe({ ...opts, timeoutMs });
+    opts.signal?.throwIfAborted();
     if (r.ok) return r.status;
     last = r.error;
     mismatch ||= r.mismatch === true;
     opts.onAttempt?.(i, last);
-    if (i < attempts) await sleep(interval);
+    if (i < attempts) await pause(interval, opts.signal);
   }
   throw new ReadyError(
     "not-ready",

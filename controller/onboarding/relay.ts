@@ -39,6 +39,8 @@ export interface RelayOnboarding {
   connectTimeoutMs?: number;
   /** Renew the certificate of an onboarded host (see EngineOptions.renew). */
   renew?: boolean;
+  /** Ends the run at once when aborted (see EngineOptions.signal). */
+  signal?: AbortSignal;
 }
 
 export interface RelayOnboardingResult extends EngineResult {
@@ -85,7 +87,7 @@ export async function onboardRelay(
       files: (leaf) => certificateFiles(RELAY_FILES, leaf, state.pki.cas.fleet.cert, ca),
       // The agent re-reads node.crt when it changes; the relay reads its files at start.
       reloadsCertificates: false,
-      waitReady: async (leaf, note) => {
+      waitReady: async (leaf, note, signal) => {
         const identity = await controllerIdentity(state, ca);
         const port = relays.require(relay.id).tunnelPort;
         const alpn = await waitRelayTunnel({
@@ -94,6 +96,7 @@ export async function onboardRelay(
           identity,
           expectDer: certDer(leaf),
           wait: req.ready,
+          signal,
           onAttempt: (i, err) => note(`tunnel port not answering yet (attempt ${i}: ${err})`),
         });
         return {
@@ -113,6 +116,7 @@ export async function onboardRelay(
       onProgress: req.onProgress,
       connectTimeoutMs: req.connectTimeoutMs,
       renew: req.renew,
+      signal: req.signal,
     },
   );
   return { ...result, relay: relays.require(relay.id) };

@@ -7,9 +7,7 @@
 import { Buffer } from "node:buffer";
 import * as tls from "node:tls";
 import type { ClientIdentity, ReadyWait } from "./node_control.ts";
-import { ReadyError } from "./node_control.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { pause, ReadyError } from "./node_control.ts";
 
 function handshake(
   host: string,
@@ -61,11 +59,14 @@ export async function waitRelayTunnel(opts: {
   expectDer: Uint8Array;
   wait?: ReadyWait;
   onAttempt?: (attempt: number, error: string) => void;
+  /** Stops the wait between handshakes (rejecting with the abort reason). */
+  signal?: AbortSignal;
 }): Promise<string> {
   const attempts = opts.wait?.attempts ?? 30;
   const interval = opts.wait?.intervalMs ?? 2000;
   let last = "no attempt";
   for (let i = 1; i <= attempts; i++) {
+    opts.signal?.throwIfAborted();
     try {
       return await handshake(
         opts.host,
@@ -78,7 +79,7 @@ export async function waitRelayTunnel(opts: {
       last = (e as Error).message;
       opts.onAttempt?.(i, last);
     }
-    if (i < attempts) await sleep(interval);
+    if (i < attempts) await pause(interval, opts.signal);
   }
   const where = opts.host.includes(":")
     ? `[${opts.host}]:${opts.port}`

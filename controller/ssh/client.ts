@@ -44,6 +44,8 @@ export interface ConnectOptions {
   preferHostKeyType?: string;
   /** Connection and handshake limit (default 20 s). */
   timeoutMs?: number;
+  /** Gives up at once when aborted (rejecting with the abort reason). */
+  signal?: AbortSignal;
 }
 
 export interface ExecResult {
@@ -151,6 +153,12 @@ export class SshConnection {
               new SshError("disconnected", `${where} closed the connection during the handshake`),
           ),
       );
+      if (opts.signal) {
+        const onAbort = () => fail(opts.signal!.reason);
+        if (opts.signal.aborted) return onAbort();
+        opts.signal.addEventListener("abort", onAbort, { once: true });
+        client.on("close", () => opts.signal!.removeEventListener("abort", onAbort));
+      }
       client.connect({
         host: opts.target.host,
         port: opts.target.port,
@@ -276,6 +284,14 @@ export class SshConnection {
     this.#closed = true;
     try {
       this.client.end();
+    } catch { /* closed */ }
+  }
+
+  /** Drops the connection at once, without a goodbye to a server that may not answer. */
+  destroy(): void {
+    this.#closed = true;
+    try {
+      this.client.destroy();
     } catch { /* closed */ }
   }
 }

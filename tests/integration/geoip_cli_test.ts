@@ -1,14 +1,19 @@
 /**
  * `cox geoip download|status` against a loopback server: progress on
  * stderr as it happens, one final line, exit 0 / 1 / 2; a failed download
- * leaves the database in use. Once in-process and once as a process; and
- * a running controller switching to the file the command wrote.
+ * leaves the database in use. Once in-process and once as a process; each
+ * download audited as the API's request is, by the CLI actor; and a
+ * running controller switching to the file the command wrote.
  */
 import assert from "node:assert/strict";
 import { ApiTokens } from "../../controller/api/tokens.ts";
+import { verifyAudit } from "../../controller/audit_verify.ts";
 import { runCli } from "../../controller/cli/run.ts";
+import { cliActor } from "../../controller/cli/with_state.ts";
+import { DOWNLOAD_REQUEST_KEY } from "../../controller/geoip/request_audit.ts";
 import { resolveConfig } from "../../controller/config.ts";
 import { startController } from "../../controller/serve.ts";
+import { openState } from "../../controller/state.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
 import { Service } from "../../controller/service/service.ts";
 import { goCapability } from "../support/go_peer.ts";
@@ -111,6 +116,69 @@ Deno.test({
       const errLines = proc.stderr.trimEnd().split("\n");
       assert.match(errLines.at(-1)!, /^error: the GeoIP server answered HTTP 404 /);
       assert.ok(!/\bat .*\.ts:\d+/.test(proc.stderr), "no stack trace");
+    } finally {
+      await server.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cox geoip: every download is audited as the API's request is, by the CLI actor, secrets hidden",
+  ...cap,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "pharos-geoip-cli-audit-" });
+    const state = `${dir}/state`;
+    const server = serveFiles({ "/city.mmdb": await writeCityDb(`${dir}/src.mmdb`) });
+    const KEY = "LicenceKey7Q2";
+    try {
+      assert.equal((await cox(["init", "--state", state])).code, 0);
+      const audited = async () => {
+        const st = await openState(state);
+        try {
+          const rows = st.db.prepare(
+            "SELECT actor, target_type, target_id FROM audit_log WHERE action = 'geoip.download' ORDER BY seq",
+          ).all() as { actor: string; target_type: string; target_id: string }[];
+          const row = st.db.prepare("SELECT value FROM settings WHERE key = ?")
+            .get(DOWNLOAD_REQUEST_KEY) as { value: string } | undefined;
+          assert.equal(verifyAudit(st.db).ok, true);
+          return { rows, value: row?.value ?? null };
+        } finally {
+          st.close();
+        }
+      };
+      assert.deepEqual((await audited()).rows, []);
+
+      const ok = await cox([
+        "geoip",
+        "download",
+        "--state",
+        state,
+        "--url",
+        server.url(`/city.mmdb?license_key=${KEY}`),
+      ]);
+      assert.equal(ok.code, 0, ok.err.join("\n"));
+      // A download that fails is a request all the same (the API audits it before it runs).
+      const missing = await cox([
+        "geoip",
+        "download",
+        "--state",
+        state,
+        "--url",
+        server.url(`/missing.mmdb?license_key=${KEY}`),
+      ]);
+      assert.equal(missing.code, 1);
+
+      const { rows, value } = await audited();
+      assert.equal(rows.length, 2, "one audit entry per download");
+      for (const r of rows) {
+        assert.equal(r.actor, cliActor(), "the operator who ran the command");
+        assert.deepEqual([r.target_type, r.target_id], ["setting", DOWNLOAD_REQUEST_KEY]);
+      }
+      assert.ok(value);
+      assert.equal(JSON.parse(value).url, server.url("/missing.mmdb?license_key=…"));
+      assert.ok(!value.includes(KEY), "the licence key is not kept");
     } finally {
       await server.close();
       await Deno.remove(dir, { recursive: true });

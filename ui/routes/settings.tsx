@@ -56,8 +56,13 @@ function GeoipCard({ geo, csrf }: { geo: Obj | null; csrf: string }) {
       <ApiForm csrf={csrf} api="/api/geoip/download" back="/settings" label="Download GeoIP">
         <label>
           URL for this download only (optional; .mmdb, .mmdb.gz or .tar.gz){" "}
-          <input type="url" name="url" />
+          <input type="url" name="url" aria-describedby="geoip-url-hint" />
         </label>{" "}
+        {/* The API refuses a plain-http URL in a request unless it is geoip.url itself. */}
+        <small id="geoip-url-hint" class="muted">
+          Must be https. An http mirror is taken only as the geoip.url setting: set it there and
+          leave this field empty.
+        </small>{" "}
         <button type="submit">Download now</button>{" "}
         <span class="muted">Progress shows on the next page, live.</span>
       </ApiForm>
