@@ -255,7 +255,7 @@ export function fleetRoutes(
     path: "/api/nodes/{id}/endpoints",
     access: WRITE,
     summary:
-      "Replace a node's endpoints: stored, every profile resealed (an operation); reconcile pushes the ranges to the node at once, whose agent DNATs them onto its AmneziaWG listener",
+      "Replace a node's endpoints: stored, every profile resealed (an operation); reconcile pushes the ranges to the node at once, whose agent DNATs them onto its AmneziaWG listener; profiles list a range once the agent confirmed it",
     tag,
     params: IdParam,
     body: NodeEndpointsPatchSchema,

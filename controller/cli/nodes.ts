@@ -176,9 +176,10 @@ export async function nodesPolicy(
  * Replaces a node's endpoints (`--clear`: none). A change is stored here;
  * a running controller's reconcile loop (it follows the audit log) pushes
  * the ranges to the node in its network policy, and the node's agent DNATs
- * them onto its AmneziaWG listener. The change is in every profile at
- * once: they are resealed here, progress on stderr, as `cox profiles
- * reseal --all` does.
+ * them onto its AmneziaWG listener. Every profile is resealed here
+ * (progress on stderr, as `cox profiles reseal --all` does); a profile
+ * lists a range once the node's agent confirmed it, and reconcile reseals
+ * again when the confirmation changes.
  */
 export async function nodesEndpoints(
   cfg: ControllerConfig,
@@ -208,7 +209,9 @@ export async function nodesEndpoints(
     : node.endpoints.map(formatNodeEndpoint).join(", ");
   io.out(
     `node ${node.name}: endpoints ${list} (version ${node.version}, desired revision ${node.desiredRevision}); ${
-      changed ? `${resealed} device profiles resealed` : "unchanged"
+      changed
+        ? `${resealed} device profiles resealed (ranges listed once the node confirms them)`
+        : "unchanged"
     }\n`,
   );
   return 0;

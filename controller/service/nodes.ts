@@ -8,7 +8,8 @@
  * The three policy toggles follow DESIGN.md §5: masquerade and isolation
  * require forwarding. Endpoints are the endpoint-diversity pool (DESIGN.md
  * §5, CONTRACTS.md §4.6, §5.7): public IPs and UDP port ranges, listed in
- * every profile (empty: the host:443); reconcile pushes them to the node in
+ * every profile as far as the node confirmed them (none confirmed, or
+ * empty: the host:443); reconcile pushes them to the node in
  * its network policy (NetworkConfig.endpoint_ranges) and the PharosVPN
  * agent DNATs them onto its AmneziaWG listener (an original node ignores
  * them and serves UDP 443 only); a cascade's entry node dials the first one.

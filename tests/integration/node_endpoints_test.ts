@@ -111,7 +111,9 @@ Deno.test("cox nodes endpoints: set, shown, pushed and resealed; --clear; bad in
       set.out,
       `node fra-1: endpoints 198.51.100.7:443, [2001:db8::1]:40000-40100 (version ${
         before.version + 1
-      }, desired revision ${before.desiredRevision + 1}); 1 device profiles resealed\n`,
+      }, desired revision ${
+        before.desiredRevision + 1
+      }); 1 device profiles resealed (ranges listed once the node confirms them)\n`,
     );
     const after = nodes.require(nodeId);
     assert.deepEqual(after.endpoints, [
