@@ -7,6 +7,8 @@ import type { ApiToken } from "./tokens.ts";
 import type { AwgObfuscation } from "../../core/dataplane/obfuscation.ts";
 import type { ObservedNodeJson } from "./fleet_view.ts";
 import { redactUrl } from "../geoip/download.ts";
+import type { PortRangeForward } from "../../core/dataplane/mod.ts";
+import { clipToConfirmed } from "../reconcile/endpoint_confirmations.ts";
 
 const iso = (d: Date | null) => d === null ? null : d.toISOString();
 
@@ -39,7 +41,15 @@ export function nodeJson(n: Node) {
 }
 
 /** One node with its endpoints, obfuscation parameters and observed state (never a key). */
-export function nodeDetailJson(n: Node, observed: ObservedNodeJson | null) {
+/**
+ * A node with its observed state and, from its agent's last confirmation
+ * (null: none yet), the part of its endpoint pool that profiles advertise.
+ */
+export function nodeDetailJson(
+  n: Node,
+  observed: ObservedNodeJson | null,
+  confirmation: { ranges: PortRangeForward[]; confirmedAt: string } | null = null,
+) {
   const o = n.obfuscation;
   const obfuscation: Record<string, number | string> = {
     jc: o.jc,
@@ -57,14 +67,18 @@ export function nodeDetailJson(n: Node, observed: ObservedNodeJson | null) {
   for (const k of ["i1", "i2", "i3", "i4", "i5"] as const) if (o[k]) obfuscation[k] = o[k]!;
   return {
     ...nodeJson(n),
-    endpoints: (n.endpoints ?? []).map((e) => ({
-      ip: e.ip,
-      port_min: e.portMin,
-      port_max: e.portMax,
-    })),
+    endpoints: rangesOut(n.endpoints ?? []),
+    endpoints_advertised: rangesOut(
+      confirmation ? clipToConfirmed(n.endpoints ?? [], confirmation.ranges) : [],
+    ),
+    endpoints_confirmed_at: confirmation?.confirmedAt ?? null,
     obfuscation: obfuscation as unknown as AwgObfuscation,
     observed,
   };
+}
+
+function rangesOut(ranges: readonly PortRangeForward[]) {
+  return ranges.map((e) => ({ ip: e.ip, port_min: e.portMin, port_max: e.portMax }));
 }
 
 export function userJson(u: User) {

@@ -21,6 +21,7 @@ import { ApiError, errorResponse, notImplemented } from "./errors.ts";
 import type { OnboardStarter } from "./onboard.ts";
 import type { Operations } from "./operations.ts";
 import { nodeDetailJson, nodeJson, relayJson } from "./present.ts";
+import { confirmationOf } from "../reconcile/endpoint_confirmations.ts";
 import type { FleetView } from "./fleet_view.ts";
 import type { Router } from "./router.ts";
 import { type AccountsPort, startReseal } from "./routes_accounts.ts";
@@ -109,6 +110,8 @@ export function fleetRoutes(
     if (!n) throw new ApiError(404, "not-found", `no node ${id.slice(0, 80)}`);
     return n;
   };
+  const detail = (n: Node) =>
+    nodeDetailJson(n, view?.observed(n.id) ?? null, confirmationOf(service.db, n.id));
   /** Runs a write; a stale version answers 409 with the node as it is now. */
   const write = (id: string, fn: () => Response): Response => {
     try {
@@ -159,7 +162,7 @@ export function fleetRoutes(
   }, (c, { params }) => {
     const n = found(params.id);
     c.header("etag", etag(n.version));
-    return c.json(nodeDetailJson(n, view?.observed(n.id) ?? null), 200);
+    return c.json(detail(n), 200);
   });
 
   r.add({
@@ -271,7 +274,7 @@ export function fleetRoutes(
       const op = changed && accounts ? startReseal(ops, accounts, { actor }) : null;
       c.header("etag", etag(node.version));
       return c.json({
-        node: nodeDetailJson(node, view?.observed(node.id) ?? null),
+        node: detail(node),
         operation_id: op?.id ?? null,
       }, 200);
     });

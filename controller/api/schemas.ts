@@ -164,7 +164,19 @@ export const NodeDetailSchema = NodeSchema.extend({
     ip: z.string(),
     port_min: z.number().int(),
     port_max: z.number().int(),
-  })).openapi({ description: "Extra UDP port ranges that reach the AmneziaWG listener" }),
+  })).openapi({ description: "The node's endpoint pool: public IPs and UDP port ranges as set" }),
+  endpoints_advertised: z.array(z.object({
+    ip: z.string(),
+    port_min: z.number().int(),
+    port_max: z.number().int(),
+  })).openapi({
+    description:
+      "What profiles list: the pool clipped to the ranges the node's agent confirmed it DNATs; empty until it confirmed any",
+  }),
+  endpoints_confirmed_at: time.nullable().openapi({
+    description:
+      "Since when the node's agent has confirmed its current list of ranges; null: it never answered one",
+  }),
   obfuscation: ObfuscationSchema,
   observed: ObservedNodeSchema.nullable().openapi({
     description: "Health (fleet driver) and last observation (reconcile); null until seen",

@@ -113,6 +113,18 @@ export function clipToConfirmed(
   return out;
 }
 
+/** A node's last confirmation, or null when it has confirmed nothing yet. */
+export function confirmationOf(
+  db: Db,
+  nodeId: string,
+): { ranges: PortRangeForward[]; confirmedAt: string } | null {
+  const row = statement(
+    db,
+    "SELECT ranges, confirmed_at FROM node_endpoint_confirmations WHERE node_id = ?",
+  ).get(nodeId) as { ranges: string; confirmed_at: string } | undefined;
+  return row ? { ranges: storedRanges(row.ranges), confirmedAt: row.confirmed_at } : null;
+}
+
 /** What a node's profiles advertise of its pool (stored forms; a null confirmation: nothing). */
 export function advertisedRanges(
   poolJson: string,

@@ -10,6 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { createApp } from "../../controller/api/app.ts";
+import { createLogger } from "../../core/log.ts";
+import { withDashboard } from "../../ui/server.ts";
 import { runCli } from "../../controller/cli/run.ts";
 import { AuditFollower } from "../../controller/reconcile/changes.ts";
 import { recordConfirmedRanges } from "../../controller/reconcile/writes.ts";
@@ -201,11 +203,14 @@ Deno.test("cox nodes endpoints: set, shown, pushed and resealed; --clear; bad in
 
 Deno.test("api PATCH /api/nodes/{id}/endpoints: set with a reseal operation; bad input 400; stale version 409", async () => {
   const f = await accountsFixture();
-  const app = createApp({
-    state: f.state,
-    accounts: f.accounts,
-    passwordCost: { memoryKiB: 1024, iterations: 1 },
-  });
+  // With the dashboard: the node page shows what the API says profiles list.
+  const app = await withDashboard((ui) =>
+    createApp({
+      state: f.state,
+      ui,
+      accounts: f.accounts,
+      passwordCost: { memoryKiB: 1024, iterations: 1 },
+    }), { log: createLogger("dashboard", { level: "error", sink: () => {} }) });
   try {
     const { nodeId, device } = await nodeAndDevice(f);
     await setupAdmin(app);
@@ -224,6 +229,9 @@ Deno.test("api PATCH /api/nodes/{id}/endpoints: set with a reseal operation; bad
       { ip: "203.0.113.99", port_min: 51820, port_max: 51830 },
     ]);
     assert.equal(body.node.version, before.version + 1);
+    // Nothing confirmed by the node yet: profiles list none of the pool, and the API says so.
+    assert.deepEqual(body.node.endpoints_advertised, []);
+    assert.equal(body.node.endpoints_confirmed_at, null);
     assert.equal(typeof body.operation_id, "string");
     const op = async () =>
       await (await call(app, "GET", `/api/operations/${body.operation_id}`, s)).json();
@@ -237,6 +245,22 @@ Deno.test("api PATCH /api/nodes/{id}/endpoints: set with a reseal operation; bad
     // Not confirmed by the node yet (no node here): the host at 443.
     assert.deepEqual(resealed.pools, [{ ip: before.host, port_min: 443, port_max: 443 }]);
     assert.equal(nodes.require(nodeId).desiredRevision, before.desiredRevision + 1);
+    // Once the node confirms part of the range, GET shows the part profiles list.
+    recordConfirmedRanges(new Service(f.state.db), "system:reconcile", nodeId, [
+      { ip: "203.0.113.99", portMin: 51825, portMax: 51900 },
+    ]);
+    const shown = await (await call(app, "GET", `/api/nodes/${nodeId}`, s)).json();
+    assert.deepEqual(shown.endpoints_advertised, [
+      { ip: "203.0.113.99", port_min: 51825, port_max: 51830 },
+    ]);
+    assert.equal(typeof shown.endpoints_confirmed_at, "string");
+    const page = await call(app, "GET", `/nodes/${nodeId}`, { cookie: s.cookie });
+    assert.equal(page.status, 200);
+    const row =
+      (await page.text()).match(/<tr>(?:(?!<\/tr>).)*203\.0\.113\.99(?:(?!<\/tr>).)*<\/tr>/s)
+        ?.[0] ?? "";
+    assert.match(row, /51820–51830/);
+    assert.match(row, /only 51825–51830/, row);
     const audit = f.state.db.prepare(
       "SELECT actor FROM audit_log WHERE action = 'node.endpoints'",
     ).all() as { actor: string }[];

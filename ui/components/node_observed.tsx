@@ -122,21 +122,44 @@ export function Obfuscation({ value }: { value: unknown }) {
   return <KV rows={rows} />;
 }
 
-export function Endpoints({ rows }: { rows: Obj[] }) {
+/** Ports as the operator writes them: `443` or `2000–60000`. */
+function ports(e: Obj): string {
+  return str(e, "port_min") === str(e, "port_max")
+    ? str(e, "port_min")
+    : `${str(e, "port_min")}–${str(e, "port_max")}`;
+}
+
+/**
+ * The node's endpoint pool and, per entry, what profiles list of it: only
+ * the ports the node's agent confirmed it forwards (`endpoints_advertised`).
+ */
+export function Endpoints({ node }: { node: Obj | null }) {
+  const advertised = list(node, "endpoints_advertised");
+  const confirmed = str(node, "endpoints_confirmed_at") !== "";
+  const inProfiles = (e: Obj): string => {
+    const lo = num(e, "port_min") ?? 0, hi = num(e, "port_max") ?? 0;
+    const pieces = advertised.filter((a) =>
+      str(a, "ip") === str(e, "ip") && (num(a, "port_min") ?? 0) >= lo &&
+      (num(a, "port_max") ?? 0) <= hi
+    );
+    if (pieces.length === 0) {
+      return confirmed
+        ? "no: the node does not forward these"
+        : "not yet: the node has not confirmed";
+    }
+    const whole = pieces.length === 1 && num(pieces[0], "port_min") === lo &&
+      num(pieces[0], "port_max") === hi;
+    return whole ? "yes" : `only ${pieces.map(ports).join(", ")}`;
+  };
   return (
     <Table
-      caption="Extra UDP port ranges that reach this node's AmneziaWG listener"
-      rows={rows}
+      caption="Public addresses and UDP ports of this node's AmneziaWG listener; profiles list what the node confirmed it forwards"
+      rows={list(node, "endpoints")}
       empty="None configured: clients use the listen port only."
       columns={[
         { label: "Address", cell: (e) => <code>{str(e, "ip")}</code> },
-        {
-          label: "Ports",
-          cell: (e) =>
-            str(e, "port_min") === str(e, "port_max")
-              ? str(e, "port_min")
-              : `${str(e, "port_min")}–${str(e, "port_max")}`,
-        },
+        { label: "Ports", cell: ports },
+        { label: "In profiles", cell: inProfiles },
       ]}
     />
   );

@@ -7,7 +7,7 @@
  * network-policy island.
  */
 import type { PageContext } from "./context.ts";
-import { bool, field, list, num, type Obj, str, when } from "../lib/fields.ts";
+import { bool, field, num, type Obj, str, when } from "../lib/fields.ts";
 import { ruleText } from "../lib/rules.ts";
 import { Badge, KV } from "../components/bits.tsx";
 import { Island } from "../components/island.tsx";
@@ -98,7 +98,7 @@ export default async function node(ctx: PageContext) {
           />
         </div>
         <h2>Endpoints</h2>
-        <Endpoints rows={list(n, "endpoints")} />
+        <Endpoints node={n} />
         <h2>Peers</h2>
         <Peers observed={observed} />
       </section>
