@@ -3,8 +3,11 @@
  * and relays, its gRPC server identity, the embedded relay's identity):
  * issued from the Fleet CA on first use, kept sealed in the database.
  * Renewal before expiry is the renewal check's alone (renewal.ts: it re-issues
- * and tells every running holder); reading one here never renews it, so no
- * reader can swap a certificate behind the holders' back.
+ * and tells every running holder); a read here never renews a certificate
+ * that is still valid, so no reader swaps it behind the holders' back. A
+ * read does issue one when there is none, when the stored one has expired
+ * (the controller was off past its end) or when the embedded relay's hosts
+ * changed — all at a start, before any holder exists.
  */
 import * as pki from "../core/pki/mod.ts";
 import { type Db, statement } from "./db/sqlite.ts";
