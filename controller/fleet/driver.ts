@@ -37,6 +37,7 @@ import type { ControllerState } from "../state.ts";
 import { Alerts } from "./alerts.ts";
 import { DEFAULT_EGRESS_PORT, EgressRoutes, type RoutedNode } from "./egress_routes.ts";
 import { FleetError } from "./errors.ts";
+import { HeapReleaser } from "./heap_release.ts";
 import type {
   FleetEvent,
   FleetListener,
@@ -145,6 +146,7 @@ export class FleetDriver implements NodeCaller {
   #timers: ReturnType<typeof setInterval>[] = [];
   #unsubscribe: (() => void) | null = null;
   #releaseTrim: (() => void) | null = null;
+  #heap: HeapReleaser | null = null;
   #stopped = false;
 
   private constructor(
@@ -195,6 +197,8 @@ export class FleetDriver implements NodeCaller {
     // Relaying a sweep's thousands of calls and answers leaves freed native
     // memory behind in this process too (relay/host/heap_trim.ts).
     d.#releaseTrim = holdHeapTrim(d.#log);
+    // ... and a V8 heap grown by the sweep's garbage, which Deno never shrinks (heap_release.ts).
+    d.#heap = HeapReleaser.start(d.#log);
     return d;
   }
 
@@ -238,6 +242,8 @@ export class FleetDriver implements NodeCaller {
     opts: NodeCallOptions = {},
   ): Promise<NodeMessage> {
     if (this.#stopped) throw new FleetError("stopped", "the fleet driver is stopped");
+    // A sweep's burst, not the heartbeats' steady trickle (one batch a second at 1,000 nodes).
+    this.#heap?.busy();
     // A node added a moment ago (another process): look before refusing.
     if (!this.#nodes.has(nodeId) && !this.#refused.has(nodeId) && this.#tableChanged()) {
       await this.refresh();
@@ -283,6 +289,7 @@ export class FleetDriver implements NodeCaller {
     for (const t of this.#timers) clearInterval(t);
     this.#unsubscribe?.();
     this.#releaseTrim?.();
+    this.#heap?.stop();
     await this.#reloading;
     await this.#worker.stop();
     await this.#routes.close();

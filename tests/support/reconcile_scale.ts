@@ -73,6 +73,37 @@ export interface ScaleResult {
   /** CPU seconds per steady sweep of the fleet driver's worker (0 without one). */
   workerCpuPerSweepS: number;
   healMs: number[];
+  /**
+   * Memory breakdowns of the measured (controller) process: at its start,
+   * before the first sweep (nodes connected), right after the steady sweeps
+   * and between sweeps; the worker's at the same moments ("fleet" only, else null).
+   */
+  controllerStart: MemoryBreakdown;
+  controllerBefore: MemoryBreakdown;
+  controllerAfter: MemoryBreakdown;
+  /** 4 s after the sweeps, no GC forced: what the process holds between sweeps. */
+  controllerRest: MemoryBreakdown;
+  workerBefore: MemoryBreakdown | null;
+  workerAfter: MemoryBreakdown | null;
+  workerRest: MemoryBreakdown | null;
+}
+
+/**
+ * One process's memory (MB): RSS split into anonymous memory (heaps) and
+ * file pages (mostly the deno binary's code, which every Deno process maps
+ * and the kernel shares between them), PSS (shared pages divided among the
+ * processes that map them), and V8's own figures.
+ */
+export interface MemoryBreakdown {
+  rss: number;
+  anon: number;
+  file: number;
+  pss: number;
+  /** The highest RSS so far (VmHWM). */
+  peak: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
 }
 
 /** utime + stime of a process, in seconds (Linux /proc). */
@@ -83,6 +114,33 @@ async function cpuSeconds(pid: number | "self"): Promise<number> {
 }
 
 const mb = (bytes: number) => bytes / (1024 * 1024);
+
+/** RSS, anonymous, file-backed and proportional memory of a process (MB, Linux smaps_rollup). */
+async function procMemory(pid: number | "self") {
+  const text = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`) +
+    await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+  return {
+    rss: kb("Rss") / 1024,
+    anon: kb("Anonymous") / 1024,
+    file: (kb("Rss") - kb("Anonymous")) / 1024,
+    pss: kb("Pss") / 1024,
+    peak: kb("VmHWM") / 1024,
+  };
+}
+
+/** This process's breakdown (after a plain full GC when `gc` and --expose-gc are on). */
+async function ownMemory(gc = true): Promise<MemoryBreakdown> {
+  if (gc) (globalThis as { gc?: () => void }).gc?.();
+  const u = Deno.memoryUsage();
+  return {
+    ...await procMemory("self"),
+    heapUsed: mb(u.heapUsed),
+    heapTotal: mb(u.heapTotal),
+    external: mb(u.external),
+  };
+}
 
 /** Reads JSON lines from the sim process; `next(pred)` waits (bounded) for a matching one. */
 function lineReader(stream: ReadableStream<Uint8Array>) {
@@ -140,6 +198,8 @@ interface SimDriver {
   healthy?: (nodeId: string) => boolean;
   /** CPU seconds of the fleet driver's worker so far (0 without one). */
   workerCpu?: () => Promise<number>;
+  /** The fleet driver's worker process id, when one runs. */
+  workerPid?: () => number | null;
   /** RSS of the simulated nodes' own process (MB), if apart. */
   simRssMb: number;
   /** CPU seconds of the simulated nodes' process so far, if apart. */
@@ -269,6 +329,7 @@ async function fleetDriver(
       startedAt,
       healthy: (nodeId) => d.status(nodeId)?.health === "healthy",
       workerCpu: () => d.workerStats.pid ? cpuSeconds(d.workerStats.pid) : Promise.resolve(0),
+      workerPid: () => d.workerStats.pid,
       simRssMb: sim.rssMb,
       simCpu: sim.cpu,
       removePeer: sim.removePeer,
@@ -430,6 +491,19 @@ async function everyNodeAnswers(caller: NodeCaller, ids: string[]): Promise<void
   }));
 }
 
+/** The fleet driver's worker's breakdown, or null when there is none. */
+async function workerMemory(sim: SimDriver): Promise<MemoryBreakdown | null> {
+  const pid = sim.workerPid?.();
+  const usage = await sim.workerMemory?.();
+  if (!pid || !usage) return null;
+  return {
+    ...await procMemory(pid),
+    heapUsed: mb(usage.heapUsed),
+    heapTotal: mb(usage.heapTotal),
+    external: mb(usage.external),
+  };
+}
+
 const calls = (c: SimDriver["caller"]) =>
   [...(c.counts?.values() ?? [])].reduce((a, b) => a + b, 0);
 
@@ -440,6 +514,7 @@ export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult
   let rec: Reconciler | null = null;
   let service: Service, sealer: Sealer;
   let close = () => {};
+  const controllerStart = await ownMemory();
   try {
     if (mode === "fleet") {
       const f = await fleetDriver(tmp, count);
@@ -478,6 +553,8 @@ export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult
         await new Promise((r) => setTimeout(r, 200));
       }
     }
+    const controllerBefore = await ownMemory();
+    const workerBefore = await workerMemory(sim);
     const cold = await rec.sweep();
     if (cold.errors > 0 || cold.heals > 0) {
       throw new Error(
@@ -505,14 +582,20 @@ export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult
     (globalThis as { gc?: () => void }).gc?.();
     const after = Deno.memoryUsage();
     const rssAfter = after.rss;
+    const controllerAfter = await ownMemory();
     const worker = await sim.workerMemory?.() ?? null;
     if (mode === "fleet" && !worker) throw new Error("reconcile bench: the fleet worker is silent");
+    const workerAfter = await workerMemory(sim);
+    // Between sweeps: the fleet driver's heap release (controller/fleet/heap_release.ts) has had its moment.
+    await new Promise((r) => setTimeout(r, 4000));
+    const controllerRest = await ownMemory(false);
+    const workerRest = await workerMemory(sim);
 
     // A peer removed on a node, behind the controller's back, until re-added.
     rec.start();
     await rec.idle();
     const healMs: number[] = [];
-    for (let t = 0; t < HEAL_TRIALS; t++) {
+    for (let t = 0; t < (count > 0 ? HEAL_TRIALS : 0); t++) {
       await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * INTERVAL_MS)));
       const i = Math.floor(Math.random() * count);
       const j = Math.floor(Math.random() * PEERS_PER_NODE);
@@ -541,6 +624,13 @@ export async function scale(count: number, mode: ScaleMode): Promise<ScaleResult
       simCpuPerSweepS: simCpu / 3,
       workerCpuPerSweepS: workerCpu / 3,
       healMs,
+      controllerStart,
+      controllerBefore,
+      controllerAfter,
+      controllerRest,
+      workerBefore,
+      workerAfter,
+      workerRest,
     };
   } finally {
     await rec?.stop();

@@ -18,7 +18,7 @@ if (Deno.args[0] === "write") {
 
 const count = Number(Deno.args[0]);
 const mode = Deno.args[1] as ScaleMode;
-if (!Number.isInteger(count) || count < 1 || !SCALE_MODES.includes(mode)) {
+if (!Number.isInteger(count) || count < 0 || !SCALE_MODES.includes(mode)) {
   console.error(`usage: reconcile_scale_main.ts NODES ${SCALE_MODES.join("|")}`);
   Deno.exit(2);
 }
