@@ -206,6 +206,10 @@ export class AgentNode {
           (l.endpoint ? ` to ${l.endpoint}` : "") + (l.error ? ` (${l.error})` : ""),
       );
     }
+    const foreign = this.policy.foreignAddresses;
+    if (foreign.length > 0) {
+      notes.push(`endpoints on ${foreign.join(",")} not forwarded (not this host's addresses)`);
+    }
     const missing = this.policy.missing.length;
     if (missing > 0) notes.push(`${missing} network rules pending`);
     const suffix = notes.length > 0 ? `; ${notes.join("; ")}` : "";

@@ -414,7 +414,9 @@ export function nodeControlCore(node: AgentNode, log: Logger): NodeControlCore {
     SetNetworkConfig: async (req: Obj) => {
       const policy = checkPolicy(req.config as Obj | null);
       await node.policy.set(policy);
-      return { applied: true, endpoint_ranges: rangeMessages(node.policy.endpointRanges) };
+      // What reaches the listener: its port on local addresses and the runs DNATed (ranges on
+      // local addresses, split around the listener and reserved ports, within the rule cap).
+      return { applied: true, endpoint_ranges: rangeMessages(node.policy.forwarded) };
     },
 
     ConfigureInnerLink: async (req: Obj) => {

@@ -17,7 +17,13 @@
  * kept in the policy and so persisted with it) replace the ones of the
  * agent's own flags (`--endpoint-ips`/`--endpoint-ports`); the flags apply
  * only while the controller sends none (an original controller, or a node
- * with no endpoints set). The two are never merged.
+ * with no endpoints set). The two are never merged. Only ranges on the
+ * host's own addresses are forwarded (read with `ip -j addr show` at each
+ * apply; the rules also carry `addrtype LOCAL`), each split around the
+ * listener and reserved ports, at most MAX_DNAT_RULES runs: those beyond
+ * are left out with a warning rather than refusing the whole policy
+ * (forwarding and isolation must not wait on a port range). What is
+ * confirmed to the controller (`forwarded`) is exactly those runs.
  *
  * One addition to the renderer's set: with forwarding off the agent inserts
  * `FORWARD -i <if> -j DROP` (IPv4 and IPv6), so the node is a dead end even
@@ -26,7 +32,11 @@
  */
 import {
   type EndpointDiversity,
+  endpointRuns,
+  formatIp,
+  MAX_DNAT_RULES,
   type NetworkPolicy,
+  parseIp,
   type PortRangeForward,
   renderNetworkPolicy,
   validateNetworkPolicy,
@@ -39,6 +49,14 @@ import type { StateStore } from "../store.ts";
 export interface RulePair {
   up: string[];
   down: string[];
+}
+
+/** A rendered policy: commands, rule pairs, and the DNAT runs with their rules' keys. */
+interface Rendered {
+  preUp: string[][];
+  pairs: RulePair[];
+  runs: { range: PortRangeForward; key: string }[];
+  listening: PortRangeForward[];
 }
 
 interface PolicyFile {
@@ -70,6 +88,8 @@ export interface PolicyOptions {
   listenPort: number;
   /** Command runner (tests may count calls); defaults to runCommand. */
   run?: (argv: string[]) => Promise<CommandResult>;
+  /** The host's addresses (canonical text); defaults to {@link localAddresses} through `run`. */
+  localAddresses?: () => Promise<Iterable<string>>;
 }
 
 const FILE = "netpolicy.json";
@@ -91,6 +111,36 @@ export async function detectEgress(
   }
 }
 
+/**
+ * The host's own addresses (`ip -j addr show`), canonical text. A failure
+ * reads as none: no endpoint is forwarded (or confirmed) rather than one
+ * that might not be the node's.
+ */
+export async function localAddresses(
+  run: (argv: string[]) => Promise<CommandResult> = runCommand,
+): Promise<Set<string>> {
+  const out = new Set<string>();
+  const r = await run(["ip", "-j", "addr", "show"]);
+  if (r.code !== 0) return out;
+  let links: unknown;
+  try {
+    links = JSON.parse(r.stdout || "[]");
+  } catch {
+    return out;
+  }
+  if (!Array.isArray(links)) return out;
+  for (const link of links) {
+    const info = (link as { addr_info?: unknown })?.addr_info;
+    if (!Array.isArray(info)) continue;
+    for (const a of info) {
+      try {
+        out.add(formatIp(parseIp((a as { local?: unknown })?.local, "local")));
+      } catch { /* not an address */ }
+    }
+  }
+  return out;
+}
+
 /** The `-C` (check) form of an iptables add, or null for other commands. */
 function checkForm(up: string[]): string[] | null {
   if (up[0] !== "iptables" && up[0] !== "ip6tables") return null;
@@ -108,6 +158,12 @@ export class PolicyApplier {
   /** Pairs that failed in a best-effort apply, retried later. */
   #missing: RulePair[] = [];
   #reserved: number[] = [];
+  /** The runs DNATed now, each with its rule's key (what SetNetworkConfig confirms). */
+  #runs: { range: PortRangeForward; key: string }[] = [];
+  /** Ranges' listener port on local addresses: reached with no rule, confirmed too. */
+  #listening: PortRangeForward[] = [];
+  /** Addresses of ranges left out at the last apply: not this host's. */
+  #foreign: string[] = [];
   #retry: ReturnType<typeof setTimeout> | null = null;
   #retries = 0;
   #closed = false;
@@ -136,6 +192,25 @@ export class PolicyApplier {
     if (policy.endpointRanges && policy.endpointRanges.length > 0) return policy.endpointRanges;
     const d = this.opts.diversity;
     return d ? d.ips.map((ip) => ({ ip, portMin: d.portMin, portMax: d.portMax })) : [];
+  }
+
+  /**
+   * What reaches the listener: the listener port itself on each local
+   * address a range covers it on, then the port runs forwarded (ranges on
+   * local addresses, split around the listener and reserved ports, within
+   * the rule cap) whose rule is in place. What the agent confirms.
+   */
+  get forwarded(): PortRangeForward[] {
+    const inForce = new Set(this.#applied.map((p) => key(p.up)));
+    return [
+      ...this.#listening,
+      ...this.#runs.filter((r) => inForce.has(r.key)).map((r) => r.range),
+    ];
+  }
+
+  /** Addresses whose ranges were left out at the last apply (not this host's), for status. */
+  get foreignAddresses(): readonly string[] {
+    return this.#foreign;
   }
 
   /** Rules in force (add forms), for status and tests. */
@@ -203,6 +278,8 @@ export class PolicyApplier {
       for (const p of [...this.#applied].reverse()) await this.#tryRun(p.down);
       this.#applied = [];
       this.#missing = [];
+      this.#runs = [];
+      this.#listening = [];
       await this.#persist();
     });
   }
@@ -213,7 +290,7 @@ export class PolicyApplier {
     this.#retry = null;
   }
 
-  async #render(policy: NetworkPolicy): Promise<{ preUp: string[][]; pairs: RulePair[] }> {
+  async #render(policy: NetworkPolicy): Promise<Rendered> {
     let egress = this.opts.egress;
     if (egress === undefined && policy.masquerade) {
       egress = await detectEgress(this.#run) ?? undefined;
@@ -226,9 +303,9 @@ export class PolicyApplier {
         );
       }
     }
-    const ranges = this.#rangesOf(policy);
-    const diversity: EndpointDiversity | undefined = ranges.length > 0
-      ? { listenPort: this.opts.listenPort, reservedPorts: this.#reserved, ranges }
+    const { runs, listening } = await this.#forwardable(this.#rangesOf(policy));
+    const diversity: EndpointDiversity | undefined = runs.length > 0
+      ? { listenPort: this.opts.listenPort, reservedPorts: this.#reserved, ranges: runs }
       : undefined;
     const r = renderNetworkPolicy({
       policy,
@@ -249,10 +326,65 @@ export class PolicyApplier {
         });
       }
     }
-    return { preUp: r.preUp, pairs };
+    // The DNAT rules come in run order (one per run: the runs avoid every excluded port).
+    const dnat = pairs.filter((p) => p.up.includes("DNAT"));
+    return {
+      preUp: r.preUp,
+      pairs,
+      runs: runs.map((range, i) => ({ range, key: key(dnat[i].up) })),
+      listening,
+    };
   }
 
-  async #applyStrict(rendered: { preUp: string[][]; pairs: RulePair[] }): Promise<void> {
+  /**
+   * The runs to DNAT: ranges on the host's own addresses (others logged and
+   * left out), split around the listener and reserved ports, the first
+   * MAX_DNAT_RULES of them (the rest logged and left out).
+   */
+  async #forwardable(
+    ranges: readonly PortRangeForward[],
+  ): Promise<{ runs: PortRangeForward[]; listening: PortRangeForward[] }> {
+    if (ranges.length === 0) {
+      this.#foreign = [];
+      return { runs: [], listening: [] };
+    }
+    const local = new Set(
+      await (this.opts.localAddresses ?? (() => localAddresses(this.#run)))(),
+    );
+    const foreign = ranges.filter((r) => !local.has(r.ip));
+    this.#foreign = [...new Set(foreign.map((r) => r.ip))];
+    if (foreign.length > 0) {
+      this.opts.log.warn("endpoint ranges on addresses this host does not have are not forwarded", {
+        code: "endpoint-not-local",
+        ips: this.#foreign,
+      });
+    }
+    const mine = ranges.filter((r) => local.has(r.ip));
+    const port = this.opts.listenPort;
+    const listening = [
+      ...new Set(mine.filter((r) => r.portMin <= port && port <= r.portMax).map((r) => r.ip)),
+    ].map((ip) => ({ ip, portMin: port, portMax: port }));
+    const runs = endpointRuns({
+      listenPort: port,
+      reservedPorts: this.#reserved,
+      ranges: mine,
+    });
+    if (runs.length > MAX_DNAT_RULES) {
+      const cut = runs[MAX_DNAT_RULES];
+      this.opts.log.warn(
+        "endpoint ranges need more DNAT rules than allowed; the rest not forwarded",
+        {
+          code: "endpoint-rules-capped",
+          runs: runs.length,
+          max: MAX_DNAT_RULES,
+          from: `${cut.ip}:${cut.portMin}`,
+        },
+      );
+    }
+    return { runs: runs.slice(0, MAX_DNAT_RULES), listening };
+  }
+
+  async #applyStrict(rendered: Rendered): Promise<void> {
     const next = rendered.pairs;
     const nextKeys = new Set(next.map((p) => key(p.up)));
     const oldKeys = new Set(this.#applied.map((p) => key(p.up)));
@@ -283,10 +415,12 @@ export class PolicyApplier {
     }
     this.#applied = next;
     this.#missing = [];
+    this.#runs = rendered.runs;
+    this.#listening = rendered.listening;
   }
 
   async #applyBestEffort(): Promise<void> {
-    let rendered: { preUp: string[][]; pairs: RulePair[] };
+    let rendered: Rendered;
     try {
       rendered = await this.#render(this.#policy);
     } catch (e) {
@@ -323,6 +457,8 @@ export class PolicyApplier {
       applied.every((p, i) => key(p.up) === key(this.#applied[i].up));
     this.#applied = applied;
     this.#missing = missing;
+    this.#runs = rendered.runs;
+    this.#listening = rendered.listening;
     if (!same) await this.#persist();
     if (missing.length > 0) {
       this.opts.log.warn("some network rules could not be added yet; retrying", {

@@ -12,6 +12,7 @@
  */
 import {
   formatIp,
+  MAX_CONFIRMED_RANGES,
   parseIp,
   type PortRangeForward,
   validateEndpointRanges,
@@ -41,6 +42,7 @@ export function confirmedAnswer(res: NodeMessage): ConfirmedAnswer {
         return { ip: x.ip, portMin: x.port_min, portMax: x.port_max };
       }),
       "endpoint_ranges",
+      MAX_CONFIRMED_RANGES,
     );
     return { ranges };
   } catch (e) {
@@ -135,11 +137,54 @@ export function advertisedRanges(
 }
 
 /**
+ * The settings row (outside SETTING_KEYS, so never listed or edited as a
+ * setting) holding the newest confirmation time a profile reseal went
+ * through: every profile was resealed, or tried until the retries were
+ * used up, after every confirmation up to it. JSON string of that time.
+ */
+export const RESEALED_THROUGH_KEY = "reconcile_confirmations_resealed_through";
+
+/** The newest confirmation's `updated_at`, or null when no node confirmed anything. */
+export function latestConfirmation(db: Db): string | null {
+  const row = statement(db, "SELECT MAX(updated_at) AS t FROM node_endpoint_confirmations")
+    .get() as { t: string | null } | undefined;
+  return row?.t ?? null;
+}
+
+/** The confirmation time the last finished reseal covered ({@link RESEALED_THROUGH_KEY}), or null. */
+export function resealedThrough(db: Db): string | null {
+  const row = statement(db, "SELECT value FROM settings WHERE key = ?").get(
+    RESEALED_THROUGH_KEY,
+  ) as { value: string } | undefined;
+  if (!row) return null;
+  try {
+    const v = JSON.parse(row.value);
+    return typeof v === "string" ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a start must reseal profiles for confirmations: a confirmation
+ * is newer than what the last finished reseal covered (a reseal cut short
+ * by a stop or a crash). Devices that failed in a finished reseal, after
+ * its retries, do not count: a reseal at every start would not fix them
+ * and would reseal the whole fleet each time. With no record yet (a
+ * database from before it), whether some profile a reseal covers is older
+ * than a confirmation.
+ */
+export function resealPendingAtStart(db: Db): boolean {
+  const latest = latestConfirmation(db);
+  if (latest === null) return false;
+  const through = resealedThrough(db);
+  return through !== null ? latest > through : profilesOlderThanConfirmations(db);
+}
+
+/**
  * Whether the sealed profile of some device a reseal covers (accounts'
  * resealMany: active, with a user and both keys) is older than a
- * confirmation: a reseal that a confirmation asked for was cut short (the
- * controller stopped or crashed), so profiles may advertise what nodes no
- * longer confirm.
+ * confirmation.
  */
 export function profilesOlderThanConfirmations(db: Db): boolean {
   return statement(

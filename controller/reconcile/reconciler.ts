@@ -18,8 +18,13 @@
  * confirmed, so when a pass records a change the profiles are resealed in
  * the background (`resealProfiles`), one reseal per pass however many
  * nodes changed, and one more at most while a reseal runs (coalesced_run.ts).
- * A start's first sweep also reseals when some profile is older than a
- * confirmation (a reseal cut short by a stop or a crash).
+ * A failed reseal is retried with growing delays (coalesced_run.ts
+ * RETRY_MS) until one succeeds or the delays are used up. A reseal that
+ * went through every device (resealed, or failed after its retries)
+ * records the newest confirmation it covered; a start's first sweep
+ * reseals when a confirmation is newer (a reseal cut short by a stop or a
+ * crash), so a device no reseal can fix does not reseal the fleet at
+ * every start.
  */
 import type { Logger } from "../../core/log.ts";
 import type { NodeCaller, NodeMessage, NodeMethod } from "../fleet/types.ts";
@@ -39,9 +44,9 @@ import { type ObservedNode, parseAwgPeers, parseStatus, parseXrayPeers } from ".
 import type { Sealer } from "./psk.ts";
 import { AWG, XRAY } from "./requests.ts";
 import { describe, type Done, runStep, type StepContext } from "./steps.ts";
-import { allocateLinks, recordHeal } from "./writes.ts";
-import { CoalescedRun } from "./coalesced_run.ts";
-import { profilesOlderThanConfirmations } from "./endpoint_confirmations.ts";
+import { allocateLinks, recordHeal, recordResealedThrough } from "./writes.ts";
+import { CoalescedRun, type FailureNext } from "./coalesced_run.ts";
+import { latestConfirmation, resealPendingAtStart } from "./endpoint_confirmations.ts";
 import { statement } from "../db/sqlite.ts";
 
 /** The settings row (key) that sets the interval when no option does; a JSON number of ms. */
@@ -81,6 +86,8 @@ export interface ReconcilerOptions {
    * `stop()` through the signal. Absent: profiles are not resealed here.
    */
   resealProfiles?: (signal: AbortSignal) => Promise<unknown>;
+  /** Delays between retries of a failed reseal (default coalesced_run.ts RETRY_MS). */
+  resealRetryMs?: readonly number[];
 }
 
 /** One pass. */
@@ -134,7 +141,12 @@ async function eachLimited<T>(
 
 export class Reconciler {
   readonly #o:
-    & Required<Omit<ReconcilerOptions, "intervalMs" | "diff" | "onNodeKey" | "resealProfiles">>
+    & Required<
+      Omit<
+        ReconcilerOptions,
+        "intervalMs" | "diff" | "onNodeKey" | "resealProfiles" | "resealRetryMs"
+      >
+    >
     & Pick<ReconcilerOptions, "onNodeKey">
     & { diff: DiffOptions };
   /** The profile reseal endpoint confirmations ask for; null without `resealProfiles`. */
@@ -181,12 +193,9 @@ export class Reconciler {
     const reseal = opts.resealProfiles;
     this.#reseals = reseal
       ? new CoalescedRun(
-        reseal,
-        (e) =>
-          this.#o.log.error("profiles not resealed after endpoint confirmations", {
-            code: (e as ReconcileError).code ?? "confirmation-reseal-failed",
-            error: e,
-          }),
+        (signal) => this.#resealRun(reseal, signal),
+        (e, next) => this.#resealFailed(e, next),
+        opts.resealRetryMs,
       )
       : null;
     this.#ctx = {
@@ -295,6 +304,11 @@ export class Reconciler {
   /** Resolves when no profile reseal asked for by endpoint confirmations runs or waits (tests). */
   resealIdle(): Promise<void> {
     return this.#reseals?.idle() ?? Promise.resolve();
+  }
+
+  /** Whether a failed profile reseal waits for its retry (tests, status). */
+  get resealRetrying(): boolean {
+    return this.#reseals?.retrying ?? false;
   }
 
   stats(): ReconcileStats {
@@ -452,6 +466,45 @@ export class Reconciler {
     return stats;
   }
 
+  /** The newest confirmation the reseal running now covers (read as it began). */
+  #resealThrough: string | null = null;
+
+  /** One reseal; when it succeeds, records the newest confirmation it covered. */
+  async #resealRun(
+    reseal: (signal: AbortSignal) => Promise<unknown>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    // Read first: a confirmation recorded during the run asks for another run.
+    this.#resealThrough = latestConfirmation(this.#o.service.db);
+    await reseal(signal);
+    this.#markResealed();
+  }
+
+  #resealFailed(e: unknown, next: FailureNext): void {
+    const code = (e as ReconcileError).code ?? "confirmation-reseal-failed";
+    this.#o.log.error("profiles not resealed after endpoint confirmations", {
+      code,
+      error: e,
+      ...(next.retryInMs === null ? { retry: "none left" } : { retryInMs: next.retryInMs }),
+    });
+    // Every device was tried (accounts throw `reseal-failed` after the last) and the
+    // retries are used up: what still fails a reseal at the next start would not fix.
+    if (next.retryInMs === null && code === "reseal-failed") this.#markResealed();
+  }
+
+  #markResealed(): void {
+    const through = this.#resealThrough;
+    if (through === null) return;
+    try {
+      recordResealedThrough(this.#o.service, this.#o.actor, through);
+    } catch (e) {
+      this.#o.log.error("cannot record the reseal of confirmations", {
+        code: "confirmation-reseal-record-failed",
+        error: e,
+      });
+    }
+  }
+
   /** Asks for one profile reseal when nodes confirmed other ranges (or, once, for stale profiles). */
   #resealFor(nodeIds: string[], sweep: boolean): void {
     if (this.#reseals === null) return;
@@ -459,7 +512,7 @@ export class Reconciler {
     if (sweep && this.#checkStaleProfiles) {
       this.#checkStaleProfiles = false;
       try {
-        stale = nodeIds.length === 0 && profilesOlderThanConfirmations(this.#o.service.db);
+        stale = nodeIds.length === 0 && resealPendingAtStart(this.#o.service.db);
       } catch (e) {
         this.#o.log.error("cannot compare profiles with confirmations", {
           code: "confirmation-check-failed",
@@ -471,7 +524,7 @@ export class Reconciler {
     this.#o.log.info("resealing profiles for the endpoint ranges nodes confirmed", {
       code: "confirmation-reseal",
       nodes: nodeIds,
-      ...(stale ? { reason: "profiles older than a confirmation" } : {}),
+      ...(stale ? { reason: "a confirmation newer than the last finished reseal" } : {}),
     });
     this.#reseals.request();
   }

@@ -14,7 +14,9 @@
  *   after-digest makes it tamper-evident;
  * - the endpoint ranges a node confirmed (table node_endpoint_confirmations,
  *   endpoint_confirmations.ts), written only when they changed: observed
- *   state like a heal, so a row of its own for the same reasons.
+ *   state like a heal, so a row of its own for the same reasons;
+ * - the newest confirmation a finished profile reseal covered (a settings
+ *   row outside the editable settings, `recordResealedThrough`).
  */
 import { allocateInnerLink } from "../../core/dataplane/mod.ts";
 import type { Actor, Service } from "../service/service.ts";
@@ -22,7 +24,7 @@ import { type FleetRows, pathEdges } from "./desired.ts";
 import { linkPskLabel, newPsk, type Sealer, sealPsk } from "./psk.ts";
 import { statement } from "../db/sqlite.ts";
 import type { PortRangeForward } from "../../core/dataplane/mod.ts";
-import { rangesJson } from "./endpoint_confirmations.ts";
+import { rangesJson, RESEALED_THROUGH_KEY } from "./endpoint_confirmations.ts";
 
 /** Creates the node_links rows missing for the paths' edges; returns how many it made. */
 export async function allocateLinks(
@@ -153,6 +155,33 @@ export function recordConfirmedRanges(
       if (tx.current.ranges === json) return false;
       tx.update({ ranges: json, confirmed_at: tx.now });
       return true;
+    },
+  );
+}
+
+/**
+ * Records that profiles were resealed (or tried until the retries were
+ * used up) after every confirmation up to `through`; never moves back.
+ */
+export function recordResealedThrough(service: Service, actor: Actor, through: string): void {
+  const json = JSON.stringify(through);
+  service.mutate(
+    {
+      actor,
+      action: "setting.set",
+      target: { type: "setting", id: RESEALED_THROUGH_KEY },
+    },
+    (tx) => {
+      if (tx.current === undefined) {
+        tx.insert({ value: json });
+        return;
+      }
+      let old: unknown = null;
+      try {
+        old = JSON.parse(String(tx.current.value));
+      } catch { /* replaced */ }
+      if (typeof old === "string" && old >= through) return;
+      tx.update({ value: json });
     },
   );
 }

@@ -18,7 +18,8 @@
  *   per device;
  * - PostDown is the exact reverse of PostUp.
  * Endpoint diversity (§5.7) adds DNAT rules for the advertised UDP port
- * ranges; those need no forwarding and are rendered whenever asked for.
+ * ranges; those need no forwarding and are rendered whenever asked for,
+ * each limited to packets addressed to the host itself (addrtype LOCAL).
  * Sysctls are not reverted (as in the original: other services may rely on
  * forwarding).
  */
@@ -103,10 +104,15 @@ export interface RenderedPolicy {
 
 /** The egress placeholder shown when the egress interface is not known. */
 export const EGRESS_PLACEHOLDER = "%e";
-/** Most DNAT rules one policy may produce. */
-const MAX_DNAT_RULES = 256;
+/** Most DNAT rules one policy may produce (one per forwarded run, {@link endpointRuns}). */
+export const MAX_DNAT_RULES = 256;
 /** Most endpoint ranges one policy may carry (each is at least one DNAT rule). */
 export const MAX_ENDPOINT_RANGES = 64;
+/**
+ * Most entries an agent's confirmation may hold: its DNAT runs plus the
+ * listener port on each address of the pool.
+ */
+export const MAX_CONFIRMED_RANGES = MAX_DNAT_RULES + MAX_ENDPOINT_RANGES;
 /**
  * Widest endpoint range in ports. The presets' 2000–60000 (58,001 ports)
  * fits; a range near all of 1–65535 would take every UDP service of the
@@ -208,15 +214,21 @@ export function validateNetworkPolicy(value: unknown): NetworkPolicy {
  * agent accepts them: each IP parsed (canonical text returned), ports
  * 1–65535 with portMin ≤ portMax, at most {@link MAX_RANGE_PORTS} wide,
  * ranges of several ports not below {@link RANGE_PORT_FLOOR}, no two
- * ranges on one IP sharing a port, at most {@link MAX_ENDPOINT_RANGES}.
+ * ranges on one IP sharing a port, at most `max` ({@link MAX_ENDPOINT_RANGES}:
+ * a pool; an agent's confirmation, split around reserved ports, may hold
+ * {@link MAX_CONFIRMED_RANGES}).
  * The listener and reserved ports inside a range are not errors: the
  * renderer leaves them out (an `IP:443` endpoint is the listener itself).
  * Returns canonical copies in the given order (the first is the one a
  * cascade entry dials).
  */
-export function validateEndpointRanges(value: unknown, field: string): PortRangeForward[] {
+export function validateEndpointRanges(
+  value: unknown,
+  field: string,
+  max: number = MAX_ENDPOINT_RANGES,
+): PortRangeForward[] {
   const out: PortRangeForward[] = [];
-  checkArray(value, field, MAX_ENDPOINT_RANGES).forEach((raw, i) => {
+  checkArray(value, field, max).forEach((raw, i) => {
     const f = `${field}[${i}]`;
     if (typeof raw !== "object" || raw === null) {
       throw new DataplaneError("bad-port-range", f, "expected {ip, portMin, portMax}");
@@ -297,7 +309,16 @@ function portRuns(min: number, max: number, excluded: Set<number>): [number, num
   return runs;
 }
 
-function dnatRules(d: EndpointDiversity): RulePair[] {
+/**
+ * The port runs an endpoint-diversity request forwards: each range split
+ * around the listener and the reserved ports, in range order, one DNAT
+ * rule each. This is exactly what the renderer DNATs, so it is what an
+ * agent may confirm. Validates its input; does not apply the rule cap
+ * ({@link MAX_DNAT_RULES}): the caller decides between refusing and
+ * forwarding a prefix. Ranges may number up to the cap (a prefix of runs
+ * passed back in renders the same runs again).
+ */
+export function endpointRuns(d: EndpointDiversity): PortRangeForward[] {
   if (typeof d !== "object" || d === null) {
     throw new DataplaneError("bad-endpoint-diversity", "endpointDiversity", "expected an object");
   }
@@ -306,45 +327,60 @@ function dnatRules(d: EndpointDiversity): RulePair[] {
   checkArray(d.reservedPorts ?? [], "endpointDiversity.reservedPorts").forEach((p, i) =>
     excluded.add(checkPort(p, `endpointDiversity.reservedPorts[${i}]`))
   );
-  const rules: RulePair[] = [];
-  checkArray(d.ranges, "endpointDiversity.ranges", MAX_ENDPOINT_RANGES).forEach((raw, i) => {
+  const runs: PortRangeForward[] = [];
+  checkArray(d.ranges, "endpointDiversity.ranges", MAX_DNAT_RULES).forEach((raw, i) => {
     const f = `endpointDiversity.ranges[${i}]`;
     const r = raw as PortRangeForward;
     if (typeof r !== "object" || r === null) {
       throw new DataplaneError("bad-port-range", f, "expected an object");
     }
-    const addr = parseIp(r.ip, `${f}.ip`);
+    const ip = formatIp(parseIp(r.ip, `${f}.ip`));
     const min = checkPort(r.portMin, `${f}.portMin`);
     const max = checkPort(r.portMax, `${f}.portMax`);
     if (min > max) {
       throw new DataplaneError("bad-port-range", f, `portMin ${min} exceeds portMax ${max}`);
     }
-    const ip = formatIp(addr);
-    const target = addr.family === 6 ? `[${ip}]:${listenPort}` : `${ip}:${listenPort}`;
-    for (const [a, b] of portRuns(min, max, excluded)) {
-      const dport = a === b ? `${a}` : `${a}:${b}`;
-      rules.push(iptablesRule(addr.family, "nat", "PREROUTING", [
-        "-d",
-        `${ip}/${addr.family === 4 ? 32 : 128}`,
-        "-p",
-        "udp",
-        "--dport",
-        dport,
-        "-j",
-        "DNAT",
-        "--to-destination",
-        target,
-      ]));
-    }
+    for (const [a, b] of portRuns(min, max, excluded)) runs.push({ ip, portMin: a, portMax: b });
   });
-  if (rules.length > MAX_DNAT_RULES) {
+  return runs;
+}
+
+/**
+ * One DNAT rule per run. `-m addrtype --dst-type LOCAL`: a rule only ever
+ * matches packets addressed to this host, so an address that is not the
+ * node's own (a typo, or `1.1.1.1:53`) can never divert clients' forwarded
+ * traffic to the listener, whatever the agent's own local-address check.
+ */
+function dnatRules(d: EndpointDiversity): RulePair[] {
+  const runs = endpointRuns(d);
+  if (runs.length > MAX_DNAT_RULES) {
     throw new DataplaneError(
       "too-many",
       "endpointDiversity",
-      `would need ${rules.length} DNAT rules, at most ${MAX_DNAT_RULES}`,
+      `would need ${runs.length} DNAT rules, at most ${MAX_DNAT_RULES}`,
     );
   }
-  return rules;
+  return runs.map((run) => {
+    const addr = parseIp(run.ip, "endpointDiversity.ranges.ip");
+    const target = addr.family === 6 ? `[${run.ip}]:${d.listenPort}` : `${run.ip}:${d.listenPort}`;
+    const dport = run.portMin === run.portMax ? `${run.portMin}` : `${run.portMin}:${run.portMax}`;
+    return iptablesRule(addr.family, "nat", "PREROUTING", [
+      "-d",
+      `${run.ip}/${addr.family === 4 ? 32 : 128}`,
+      "-p",
+      "udp",
+      "--dport",
+      dport,
+      "-m",
+      "addrtype",
+      "--dst-type",
+      "LOCAL",
+      "-j",
+      "DNAT",
+      "--to-destination",
+      target,
+    ]);
+  });
 }
 
 /**

@@ -28,13 +28,17 @@ const ACTOR = "cli:test";
 
 /** A DNAT rule of the nat table as iptables-save prints it. */
 const dnat = (ip: string, ports: string) =>
-  `-A PREROUTING -d ${ip}/32 -p udp -m udp --dport ${ports} -j DNAT --to-destination ${ip}:443`;
+  `-A PREROUTING -d ${ip}/32 -p udp -m udp --dport ${ports} -m addrtype --dst-type LOCAL -j DNAT --to-destination ${ip}:443`;
 
 labTest(
   "e2e endpoints: PATCH …/endpoints puts DNAT rules in the node's nat table; flags are the fallback; cold start keeps them",
   cap.ignore,
   async (lab) => {
     const ns = await lab.ns("ep");
+    // The node's own addresses: the agent forwards (and confirms) ranges only on these.
+    for (const ip of ["192.0.2.1", "192.0.2.5", "192.0.2.6", "192.0.2.9"]) {
+      await lab.exec(ns, ["ip", "addr", "add", `${ip}/32`, "dev", "lo"]);
+    }
     // The agent's own flags: the fallback while the controller sends no ranges.
     const { agent, pki } = await startNodeAgent(lab, ns, {
       extra: ["--endpoint-ips", "192.0.2.9", "--endpoint-ports", "3000-3010"],
@@ -157,12 +161,14 @@ labTest(
       assert.deepEqual(await natRules(), pushed, "re-applied at start");
 
       // A range added while no reconcile runs: the PATCH's reseal leaves it out (the agent
-      // has not confirmed it), and the agent has no rule for it.
+      // has not confirmed it), and the agent has no rule for it. 198.51.100.77 is not the
+      // node's address (a typo, or an attack like 1.1.1.1:53): never DNATed nor confirmed.
       const added = await patch([
         "192.0.2.1:443",
         "192.0.2.1:2000-60000",
         "192.0.2.5:40000-40100",
         "192.0.2.6:7000-7100",
+        "198.51.100.77:5000-5010",
       ]);
       let op = "running";
       assert.ok(
@@ -190,8 +196,17 @@ labTest(
       );
       await advertises(
         ["192.0.2.1:443", "192.0.2.1:2000-60000", "192.0.2.5:40000-40100", "192.0.2.6:7000-7100"],
-        "confirmed after the push",
+        "confirmed after the push; the foreign address not advertised",
       );
+      assert.deepEqual(
+        (await natRules()).filter((l) => l.includes("198.51.100.77")),
+        [],
+        "no rule for an address that is not the node's",
+      );
+      const row = f.state.db.prepare(
+        "SELECT ranges FROM node_endpoint_confirmations WHERE node_id = ?",
+      ).get(nodeId) as { ranges: string };
+      assert.ok(!row.ranges.includes("198.51.100.77"), `confirmed: ${row.ranges}`);
 
       // Cleared on the controller: an empty list is pushed and the flags apply again.
       await patch([]);
@@ -205,6 +220,24 @@ labTest(
       );
       // No pool: the host at 443 (the flags' range the agent confirms is not the pool's).
       await advertises([`${host}:443`], "no pool");
+
+      // The attack straight to the node: `1.1.1.1:53` on a forwarding node would send every
+      // client's DNS to the listener. Not the node's address: no rule, not confirmed, shown.
+      const res = await agent.call("SetNetworkConfig", {
+        config: {
+          forwarding: true,
+          endpoint_ranges: [
+            { ip: "1.1.1.1", port_min: 53, port_max: 53 },
+            { ip: "192.0.2.1", port_min: 443, port_max: 443 },
+          ],
+        },
+      });
+      assert.deepEqual(
+        res.endpoint_ranges.map((r: any) => `${r.ip}:${r.port_min}-${r.port_max}`),
+        ["192.0.2.1:443-443"],
+      );
+      assert.deepEqual(await natRules(), [], "no DNAT rule at all (443 is the listener itself)");
+      assert.match(await detail(), /endpoints on 1\.1\.1\.1 not forwarded \(not this host's/);
     } finally {
       await rec?.stop();
       caller.close();

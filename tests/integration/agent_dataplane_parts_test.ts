@@ -124,7 +124,10 @@ Deno.test({
       await applier.set(full);
       const applied = await snapshot();
       assert.match(applied[0], /-A POSTROUTING -o eth0 -j MASQUERADE/, "egress autodetected");
-      assert.match(applied[0], /--dport 2000:2010 -j DNAT --to-destination 198\.51\.100\.1:443/);
+      assert.match(
+        applied[0],
+        /--dport 2000:2010 -m addrtype --dst-type LOCAL -j DNAT --to-destination 198\.51\.100\.1:443/,
+      );
       assert.match(applied[2], /fwmark 0x1bbc lookup 7100/);
 
       // The same policy again: no add or remove, only checks.

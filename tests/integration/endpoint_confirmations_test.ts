@@ -13,6 +13,8 @@
 import assert from "node:assert/strict";
 import { Reconciler } from "../../controller/reconcile/reconciler.ts";
 import { recordConfirmedRanges } from "../../controller/reconcile/writes.ts";
+import { RESEALED_THROUGH_KEY } from "../../controller/reconcile/endpoint_confirmations.ts";
+import { Settings } from "../../controller/service/settings.ts";
 import { Nodes } from "../../controller/service/nodes.ts";
 import { Service } from "../../controller/service/service.ts";
 import { type AccountsFixture, accountsFixture } from "../support/accounts_fixture.ts";
@@ -255,6 +257,110 @@ test("endpoint confirmations: stopping the reconciler aborts a running reseal", 
     assert.equal(aborted, true, "the reseal was aborted, and stop() waited for it");
   } finally {
     await rec.stop();
+    await s.close();
+  }
+});
+
+test("endpoint confirmations: a failed reseal is retried while the controller runs, until it succeeds", async () => {
+  const s = await setup(1);
+  let calls = 0;
+  let rec: Reconciler | null = null;
+  try {
+    s.sim.nodes[0].confirms = (pushed) => pushed;
+    new Nodes(new Service(s.f.state.db)).setEndpoints(ACTOR, s.ids[0], ["198.51.100.1:2000-3000"]);
+    rec = new Reconciler({
+      service: new Service(s.f.state.db),
+      caller: s.caller,
+      sealer: s.f.state.keystore,
+      intervalMs: 3_600_000,
+      followAuditMs: 0,
+      resealRetryMs: [20, 20],
+      resealProfiles: async (signal) => {
+        calls++;
+        // The first reseal fails as a busy database would; the retry is the real one.
+        if (calls === 1) throw new Error("database is locked");
+        await s.f.accounts.reprovisionAll(signal);
+      },
+    });
+    rec.start();
+    await within(rec.idle(), WAIT_MS, "the first sweep");
+    await until(() => calls === 2, WAIT_MS, "the retry");
+    await within(rec.resealIdle(), WAIT_MS, "the retried reseal");
+    assert.equal(rec.resealRetrying, false, "succeeded: no retry waits");
+    const prof = await advertisedEndpoints(s.f, s.device);
+    assert.deepEqual(prof.nodes.get(s.ids[0]), ["198.51.100.1:2000-3000"], "resealed by the retry");
+    // A sweep with nothing new confirmed does not reseal again.
+    await rec.sweep();
+    await within(rec.resealIdle(), WAIT_MS, "no reseal");
+    assert.equal(calls, 2);
+  } finally {
+    await rec?.stop();
+    await s.close();
+  }
+});
+
+test("endpoint confirmations: a device no reseal can fix is retried a bounded number of times and does not reseal the fleet at each start", async () => {
+  const s = await setup(1);
+  let rec: Reconciler | null = null;
+  const make = (counts: { reseals: number }) =>
+    new Reconciler({
+      service: new Service(s.f.state.db),
+      caller: s.caller,
+      sealer: s.f.state.keystore,
+      intervalMs: 3_600_000,
+      followAuditMs: 0,
+      resealRetryMs: [10, 10],
+      resealProfiles: async (signal) => {
+        counts.reseals++;
+        await s.f.accounts.reprovisionAll(signal);
+      },
+    });
+  try {
+    // A second device whose sealing key is a low-order X25519 point: every reseal of it fails.
+    await enrollDevice(s.f, "bob@example.com");
+    const bob = s.f.state.db.prepare(
+      "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE u.email = ?",
+    ).get("bob@example.com") as { id: string };
+    s.f.state.db.prepare("UPDATE devices SET encryption_public_key = ? WHERE id = ?")
+      .run(new Uint8Array(32), bob.id);
+    s.sim.nodes[0].confirms = (pushed) => pushed;
+    new Nodes(new Service(s.f.state.db)).setEndpoints(ACTOR, s.ids[0], ["198.51.100.1:2000-3000"]);
+
+    const first = { reseals: 0 };
+    rec = make(first);
+    rec.start();
+    await within(rec.idle(), WAIT_MS, "the first sweep");
+    await until(
+      () => first.reseals === 3 && !rec!.resealRetrying,
+      WAIT_MS,
+      "the reseal and its two retries",
+    );
+    await within(rec.resealIdle(), WAIT_MS, "the last retry");
+    assert.equal(first.reseals, 3, "one reseal and two retries, no more");
+    const prof = await advertisedEndpoints(s.f, s.device);
+    assert.deepEqual(prof.nodes.get(s.ids[0]), ["198.51.100.1:2000-3000"], "the others resealed");
+    await rec.stop();
+
+    // The broken device's profile stays older than the confirmation, yet a start reseals nothing.
+    const second = { reseals: 0 };
+    rec = make(second);
+    rec.start();
+    await within(rec.idle(), WAIT_MS, "the first sweep");
+    await within(rec.resealIdle(), WAIT_MS, "no reseal");
+    assert.equal(second.reseals, 0, "a finished reseal covered the confirmation");
+    const older = s.f.state.db.prepare(
+      `SELECT COUNT(*) AS n FROM sealed_profiles
+         WHERE device_id = ? AND updated_at < (SELECT MAX(updated_at) FROM node_endpoint_confirmations)`,
+    ).get(bob.id) as { n: number };
+    assert.equal(older.n, 1, "the broken device's profile is older than the confirmation");
+    // The record is not a setting an operator sees or edits.
+    assert.ok(
+      !new Settings(new Service(s.f.state.db)).list().some((x) =>
+        String(x.key) === RESEALED_THROUGH_KEY
+      ),
+    );
+  } finally {
+    await rec?.stop();
     await s.close();
   }
 });

@@ -17,12 +17,31 @@ function alive(pid: number): boolean {
   }
 }
 
-async function socketInUse(name: string): Promise<boolean> {
-  for (const dir of ["/var/run/wireguard", "/var/run/amneziawg"]) {
+/**
+ * Whether a userspace WireGuard daemon serves `name`: its control socket
+ * answers. A socket file nobody listens on is what a daemon killed with
+ * SIGKILL leaves behind (wireguard-go removes it only on a clean exit, and
+ * takes such a file over itself at start): it does not hold the name, and is
+ * removed so that such files never pile up until no name is left.
+ */
+export async function socketInUse(
+  name: string,
+  dirs = ["/var/run/wireguard", "/var/run/amneziawg"],
+): Promise<boolean> {
+  for (const dir of dirs) {
+    const path = `${dir}/${name}.sock`;
     try {
-      await Deno.stat(`${dir}/${name}.sock`);
+      await Deno.stat(path);
+    } catch {
+      continue; // no file
+    }
+    try {
+      (await Deno.connect({ transport: "unix", path })).close();
       return true;
-    } catch { /* free */ }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.ConnectionRefused)) return true; // cannot tell: keep off it
+      await Deno.remove(path).catch(() => {});
+    }
   }
   return false;
 }
@@ -37,7 +56,7 @@ export class InterfaceNames {
     for (let attempt = 0; attempt < 5000 && out.length < count; attempt++) {
       const n = 1 + (crypto.getRandomValues(new Uint16Array(1))[0] % 999);
       const name = `awg${n}`;
-      if (out.includes(name) || await socketInUse(name)) continue;
+      if (out.includes(name)) continue;
       const lock = `${LOCK_DIR}/${name}`;
       try {
         await Deno.writeTextFile(lock, String(Deno.pid), { createNew: true });
@@ -50,6 +69,11 @@ export class InterfaceNames {
         } catch {
           continue; // another run took it first
         }
+      }
+      // Looked at only while holding the name: no run of ours starts a daemon for it meanwhile.
+      if (await socketInUse(name)) {
+        await Deno.remove(lock).catch(() => {});
+        continue;
       }
       out.push(name);
       this.#held.push(name);

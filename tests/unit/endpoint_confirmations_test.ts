@@ -6,6 +6,7 @@
  * audited row, the node's version untouched); and the coalesced reseal.
  */
 import assert from "node:assert/strict";
+import { MAX_CONFIRMED_RANGES, MAX_DNAT_RULES } from "../../core/dataplane/mod.ts";
 import {
   advertisedRanges,
   clipToConfirmed,
@@ -124,12 +125,18 @@ Deno.test("a node's answer: checked and canonical; absent or null is none; a bad
     [{ ip: "198.51.100.7" }, /not a list/],
     [
       Array.from(
-        { length: 65 },
-        (_, i) => ({ ip: `198.51.100.${i}`, port_min: 443, port_max: 443 }),
+        { length: MAX_CONFIRMED_RANGES + 1 },
+        (_, i) => ({ ip: "198.51.100.7", port_min: 2000 + 2 * i, port_max: 2000 + 2 * i }),
       ),
-      /64/,
+      new RegExp(`at most ${MAX_CONFIRMED_RANGES}`),
     ],
   ];
+  // An agent confirms its DNAT runs (a range split around reserved ports): more than a pool holds.
+  const runs = Array.from(
+    { length: MAX_DNAT_RULES },
+    (_, i) => ({ ip: "198.51.100.7", port_min: 2000 + 2 * i, port_max: 2000 + 2 * i }),
+  );
+  assert.equal(confirmedAnswer({ endpoint_ranges: runs }).ranges.length, MAX_DNAT_RULES);
   for (const [endpoint_ranges, why] of bad) {
     const a = confirmedAnswer({ endpoint_ranges });
     assert.deepEqual(a.ranges, [], JSON.stringify(endpoint_ranges));
@@ -224,4 +231,100 @@ Deno.test("coalesced run: requests during a run make one more run, not one each;
   await until(() => runs === 4, WAIT_MS, "a run after the stop");
   release();
   await within(job.idle(), WAIT_MS, "the last run");
+});
+
+Deno.test("coalesced run: a failed run is retried after each delay in turn until one succeeds", async () => {
+  let runs = 0;
+  const failUntil = 3;
+  const told: (number | null)[] = [];
+  const job = new CoalescedRun(
+    () => {
+      runs++;
+      if (runs < failUntil) return Promise.reject(new Error(`run ${runs} failed`));
+      return Promise.resolve();
+    },
+    (_e, next) => told.push(next.retryInMs),
+    [5, 5, 5],
+  );
+  try {
+    job.request();
+    await until(() => runs === failUntil && !job.retrying, WAIT_MS, "the retries");
+    await within(job.idle(), WAIT_MS, "the last run");
+    assert.deepEqual(told, [5, 5], "two failures, each followed by a retry");
+    assert.equal(job.retrying, false, "succeeded: nothing waits");
+  } finally {
+    await job.stop();
+  }
+});
+
+Deno.test("coalesced run: the retries are bounded; a new request starts them over; stop drops a waiting retry", async () => {
+  let runs = 0;
+  const told: (number | null)[] = [];
+  const job = new CoalescedRun(
+    () => {
+      runs++;
+      return Promise.reject(new Error("always fails"));
+    },
+    (_e, next) => told.push(next.retryInMs),
+    [1, 1],
+  );
+  try {
+    job.request();
+    await until(() => told.length === 3, WAIT_MS, "the run and its two retries");
+    await within(job.idle(), WAIT_MS, "the last run");
+    assert.equal(runs, 3);
+    assert.deepEqual(told, [1, 1, null], "the third failure: no retry left");
+    assert.equal(job.retrying, false);
+    // A new request (another confirmation) gets its own retries.
+    job.request();
+    await until(() => told.length === 6, WAIT_MS, "the new run and its retries");
+    assert.deepEqual(told.slice(3), [1, 1, null]);
+    assert.equal(runs, 6);
+
+    // A long delay waiting: stop() drops it, nothing runs after.
+    const slow = new CoalescedRun(
+      () => {
+        runs++;
+        return Promise.reject(new Error("fails"));
+      },
+      () => {},
+      [3_600_000],
+    );
+    slow.request();
+    await until(() => slow.retrying, WAIT_MS, "the retry to wait");
+    await within(slow.stop(), WAIT_MS, "the stop");
+    assert.equal(slow.retrying, false);
+    assert.equal(runs, 7);
+  } finally {
+    await job.stop();
+  }
+});
+
+Deno.test("coalesced run: a request during a failing run is its retry (no delay added)", async () => {
+  let runs = 0;
+  let release = () => {};
+  const told: (number | null)[] = [];
+  const job = new CoalescedRun(
+    async () => {
+      runs++;
+      if (runs === 1) {
+        await new Promise<void>((resolve) => release = resolve);
+        throw new Error("first fails");
+      }
+    },
+    (_e, next) => told.push(next.retryInMs),
+    [3_600_000],
+  );
+  try {
+    job.request();
+    await until(() => runs === 1, WAIT_MS, "the first run");
+    job.request();
+    release();
+    await until(() => runs === 2, WAIT_MS, "the requested run");
+    await within(job.idle(), WAIT_MS, "the runs to end");
+    assert.deepEqual(told, [0]);
+    assert.equal(job.retrying, false, "no delayed retry on top of the requested run");
+  } finally {
+    await job.stop();
+  }
 });

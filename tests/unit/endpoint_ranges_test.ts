@@ -9,7 +9,7 @@
  * iptables.
  */
 import assert from "node:assert/strict";
-import { PolicyApplier } from "../../agent/dataplane/netpolicy.ts";
+import { localAddresses, PolicyApplier } from "../../agent/dataplane/netpolicy.ts";
 import type { AgentNode } from "../../agent/node.ts";
 import { describeRanges } from "../../agent/node.ts";
 import { nodeControlCore } from "../../agent/service.ts";
@@ -20,6 +20,7 @@ import { parseStatus } from "../../controller/reconcile/observed.ts";
 import { networkConfigRequest } from "../../controller/reconcile/requests.ts";
 import { ServiceError } from "../../controller/service/errors.ts";
 import {
+  MAX_DNAT_RULES,
   MAX_ENDPOINT_RANGES,
   MAX_RANGE_PORTS,
   validateEndpointRanges,
@@ -251,10 +252,14 @@ Deno.test("endpoint ranges: reconcile puts the pool in the node's policy, its ke
   ]);
 });
 
+/** The host addresses the recording applier sees (`ip -j addr show` in a real agent). */
+const LOCAL = ["192.0.2.1", "192.0.2.9", "2001:db8::5"];
+
 /** A PolicyApplier over a recording runner: every command succeeds. */
 async function recordingApplier(
   dir: string,
   diversity?: { ips: string[]; portMin: number; portMax: number },
+  local: string[] = LOCAL,
 ) {
   const store = new StateStore(dir);
   await store.open();
@@ -270,6 +275,7 @@ async function recordingApplier(
       commands.push(argv.join(" "));
       return Promise.resolve({ code: 0, stdout: "", stderr: "" });
     },
+    localAddresses: () => Promise.resolve(local),
   });
   const dnat = () =>
     applier.applied.map((p) => p.up.join(" ")).filter((c) => c.includes("DNAT")).sort();
@@ -281,7 +287,7 @@ Deno.test("endpoint ranges: the agent applies pushed ranges over its flags, fall
   const flags = { ips: ["192.0.2.9"], portMin: 3000, portMax: 3010 };
   const base = { forwarding: true, masquerade: false, isolation: false, transits: [] };
   const rule = (ip: string, ports: string) =>
-    `iptables -t nat -A PREROUTING -d ${ip}/32 -p udp --dport ${ports} -j DNAT --to-destination ${ip}:443`;
+    `iptables -t nat -A PREROUTING -d ${ip}/32 -p udp --dport ${ports} -m addrtype --dst-type LOCAL -j DNAT --to-destination ${ip}:443`;
   try {
     let a = await recordingApplier(dir, flags);
     await a.applier.restore([51820]);
@@ -374,20 +380,119 @@ Deno.test("endpoint ranges: SetNetworkConfig refuses bad ranges with INVALID_ARG
     }
     assert.deepEqual(a.dnat(), kept, "the rules in force stay");
 
-    // The rule cap: ports carved out of a range (inner links' listen ports) cannot exceed it.
-    await a.applier.reapply(Array.from({ length: 300 }, (_, i) => 20000 + 2 * i));
-    await assert.rejects(
-      set([{ ip: "192.0.2.1", port_min: 20000, port_max: 21000 }]),
-      (e: { code: string; status: number; message: string }) => {
-        assert.equal(e.status, 3);
-        assert.equal(e.code, "too-many");
-        assert.match(e.message, /would need 300 DNAT rules, at most 256/);
-        return true;
-      },
+    // The rule cap: ports carved out of a range (inner links' listen ports) need 301 runs.
+    // The policy is applied and the first 256 runs forwarded and confirmed, no more.
+    await a.applier.reapply(Array.from({ length: 300 }, (_, i) => 20001 + 2 * i));
+    const capped = await set([{ ip: "192.0.2.1", port_min: 20000, port_max: 21000 }]);
+    const confirmed = capped.endpoint_ranges as { port_min: number; port_max: number }[];
+    assert.equal(confirmed.length, MAX_DNAT_RULES);
+    assert.equal(a.dnat().length, MAX_DNAT_RULES);
+    assert.deepEqual(confirmed[0], { ip: "192.0.2.1", port_min: 20000, port_max: 20000 });
+    assert.deepEqual(confirmed.at(-1), { ip: "192.0.2.1", port_min: 20510, port_max: 20510 });
+    assert.ok(
+      confirmed.every((c) => c.port_min === c.port_max && c.port_min % 2 === 0),
+      "no reserved (odd) port confirmed",
     );
+    assert.equal(a.applier.policy.forwarding, true, "the rest of the policy applied");
+    await a.applier.reapply([]);
+    await set([{ ip: "2001:db8::5", port_min: 40000, port_max: 40100 }]);
     assert.deepEqual(a.dnat(), kept);
     a.applier.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("endpoint ranges: the agent forwards and confirms only ranges on its own addresses", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = await recordingApplier(dir, undefined, ["192.0.2.1"]);
+    await a.applier.restore([]);
+    const core = nodeControlCore({ policy: a.applier } as unknown as AgentNode, log);
+    // The attack: an admin's `1.1.1.1:53` would DNAT clients' DNS to the listener.
+    const res = await core.call("SetNetworkConfig", {
+      config: {
+        forwarding: true,
+        endpoint_ranges: [
+          { ip: "1.1.1.1", port_min: 53, port_max: 53 },
+          { ip: "192.0.2.1", port_min: 2000, port_max: 2010 },
+        ],
+      },
+    });
+    assert.deepEqual(res, {
+      applied: true,
+      endpoint_ranges: [{ ip: "192.0.2.1", port_min: 2000, port_max: 2010 }],
+    });
+    assert.deepEqual(a.dnat(), [
+      "iptables -t nat -A PREROUTING -d 192.0.2.1/32 -p udp --dport 2000:2010 -m addrtype --dst-type LOCAL -j DNAT --to-destination 192.0.2.1:443",
+    ]);
+    assert.ok(!a.commands.some((c) => c.includes("1.1.1.1")), "no command names 1.1.1.1");
+    a.applier.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("endpoint ranges: the agent confirms the runs it forwards, not the listener or inner-link ports", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = await recordingApplier(dir);
+    await a.applier.restore([51820, 51821]);
+    const core = nodeControlCore({ policy: a.applier } as unknown as AgentNode, log);
+    const res = await core.call("SetNetworkConfig", {
+      config: {
+        forwarding: true,
+        endpoint_ranges: [
+          { ip: "192.0.2.1", port_min: 443, port_max: 443 },
+          { ip: "192.0.2.1", port_min: 2000, port_max: 60000 },
+        ],
+      },
+    });
+    // 443 is the listener itself (reached with no rule); 51820-51821 are inner links': left out.
+    assert.deepEqual(res.endpoint_ranges, [
+      { ip: "192.0.2.1", port_min: 443, port_max: 443 },
+      { ip: "192.0.2.1", port_min: 2000, port_max: 51819 },
+      { ip: "192.0.2.1", port_min: 51822, port_max: 60000 },
+    ]);
+    // An inner link added later: the next apply forwards (and confirms) around its port too.
+    await a.applier.reapply([51820, 51821, 40000]);
+    assert.deepEqual(a.applier.forwarded, [
+      { ip: "192.0.2.1", portMin: 443, portMax: 443 },
+      { ip: "192.0.2.1", portMin: 2000, portMax: 39999 },
+      { ip: "192.0.2.1", portMin: 40001, portMax: 51819 },
+      { ip: "192.0.2.1", portMin: 51822, portMax: 60000 },
+    ]);
+    a.applier.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("endpoint ranges: the host's addresses are read from `ip -j addr show`; a failure reads as none", async () => {
+  const out = JSON.stringify([
+    { ifname: "lo", addr_info: [{ family: "inet", local: "127.0.0.1" }] },
+    {
+      ifname: "eth0",
+      addr_info: [{ family: "inet", local: "192.0.2.1" }, {
+        family: "inet6",
+        local: "2001:DB8:0::5",
+      }, { local: "not an ip" }],
+    },
+    { ifname: "dummy" },
+  ]);
+  const seen: string[][] = [];
+  const ok = await localAddresses((argv) => {
+    seen.push(argv);
+    return Promise.resolve({ code: 0, stdout: out, stderr: "" });
+  });
+  assert.deepEqual(seen, [["ip", "-j", "addr", "show"]]);
+  assert.deepEqual([...ok].sort(), ["127.0.0.1", "192.0.2.1", "2001:db8::5"]);
+  const failed = await localAddresses(() =>
+    Promise.resolve({ code: 1, stdout: "", stderr: "no ip" })
+  );
+  assert.equal(failed.size, 0);
+  const garbage = await localAddresses(() =>
+    Promise.resolve({ code: 0, stdout: "{not json", stderr: "" })
+  );
+  assert.equal(garbage.size, 0);
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   EGRESS_PLACEHOLDER,
+  endpointRuns,
+  MAX_DNAT_RULES,
   type NetworkPolicy,
   type PolicyInput,
   type RenderedPolicy,
@@ -146,6 +148,30 @@ Deno.test("netpolicy: DNAT ranges skip the listener and reserved ports", () => {
   assert.deepEqual(dports, ["2000:51819", "51822:60000", "2000"]);
   const v6 = r.postUp.find((a) => a[0] === "ip6tables" && a.includes("DNAT"))!;
   assert.equal(v6[v6.indexOf("--to-destination") + 1], "[2001:db8::7]:443");
+  // Each rule matches only packets addressed to the host itself: a pushed address that is not
+  // the node's (`1.1.1.1:53`) can never divert clients' forwarded traffic to the listener.
+  for (const rule of r.postUp.filter((a) => a.includes("DNAT"))) {
+    const m = rule.indexOf("addrtype");
+    assert.deepEqual(rule.slice(m - 1, m + 3), ["-m", "addrtype", "--dst-type", "LOCAL"]);
+    assert.ok(m < rule.indexOf("-j"), "the match comes before the target");
+  }
+  const one = renderNetworkPolicy({
+    policy: FORWARDING,
+    interfaces: NAMES,
+    endpointDiversity: { listenPort: 443, ranges: [{ ip: "1.1.1.1", portMin: 53, portMax: 53 }] },
+  });
+  assert.deepEqual(one.display.postUp.filter((c) => c.includes("DNAT")), [
+    "iptables -t nat -A PREROUTING -d 1.1.1.1/32 -p udp --dport 53 -m addrtype --dst-type LOCAL -j DNAT --to-destination 1.1.1.1:443",
+  ]);
+  // The runs are what the renderer DNATs, one rule each, in order: what an agent confirms.
+  assert.deepEqual(
+    endpointRuns(DIVERSITY).map((x) => `${x.ip} ${x.portMin}-${x.portMax}`),
+    r.postUp.filter((a) => a.includes("DNAT")).map((a) =>
+      `${a[a.indexOf("-d") + 1].replace(/\/\d+$/, "")} ${
+        a[a.indexOf("--dport") + 1].replace(":", "-").replace(/^(\d+)$/, "$1-$1")
+      }`
+    ),
+  );
   const wide = {
     listenPort: 443,
     reservedPorts: Array.from({ length: 300 }, (_, i) => 3000 + 2 * i),
@@ -156,6 +182,9 @@ Deno.test("netpolicy: DNAT ranges skip the listener and reserved ports", () => {
     "too-many",
     "endpointDiversity",
   );
+  // endpointRuns leaves the cap to its caller (the agent forwards the first MAX_DNAT_RULES).
+  assert.equal(endpointRuns(wide).length, 301);
+  assert.ok(301 > MAX_DNAT_RULES);
 });
 
 Deno.test("netpolicy: preview without egress leaves %e and says so", () => {
