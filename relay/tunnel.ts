@@ -9,7 +9,14 @@
  * when its certificate is renewed): new substreams and policy streams go to
  * the new session only; the replaced one gets a go-away (the peer's new
  * streams are refused, this side opens none), its calls in flight finish,
- * and it is closed once its last substream ends or the drain grace is over.
+ * and it is closed once its last substream ends, it stops answering pings,
+ * or the drain grace is over.
+ *
+ * A replaced session never gets new work back, even when the newest one
+ * dies while it still drains: the newest verified session may be the real
+ * controller that displaced a stolen certificate's session. Calls then fail
+ * until a controller dials again; ours redials at once when its cycle's new
+ * session died after this side took it (controller/relay/tunnel_client.ts).
  *
  * Inner TLS: each substream carries TLS 1.3 to the controller's gRPC server
  * (what the original controller expects), unless the policy pushed on this
@@ -49,10 +56,18 @@ export const TUNNEL_DRAIN_GRACE_MS = 30_000;
 export const MAX_DRAINING = 4;
 /** How often a draining session is checked for its last substream. */
 const DRAIN_CHECK_MS = 200;
+/**
+ * How often a draining session is pinged (5 s): one whose controller went
+ * silent cannot finish its calls, so it is closed at its first unanswered
+ * ping (the session's ping timeout, 10 s) rather than at the end of the grace.
+ */
+export const DRAIN_PING_MS = 5_000;
 
 export interface TunnelSlotOptions {
   /** Grace of a replaced session (default TUNNEL_DRAIN_GRACE_MS). */
   drainGraceMs?: number;
+  /** Ping period of a draining session (default DRAIN_PING_MS). */
+  drainPingMs?: number;
 }
 
 export interface AttachOptions {
@@ -60,6 +75,8 @@ export interface AttachOptions {
   keepAliveIntervalMs?: number;
   /** Serial of the controller certificate that opened this connection (for the logs). */
   serial?: string;
+  /** How long a ping (keepalive, drain) waits for the answer (default 10 s). */
+  pingTimeoutMs?: number;
 }
 
 interface Draining {
@@ -77,6 +94,7 @@ export class TunnelSlot implements BackendTransport {
   #draining = new Map<MuxSession, Draining>();
   #listeners = new Set<() => void>();
   readonly #graceMs: number;
+  readonly #drainPingMs: number;
 
   constructor(
     private readonly policy: RelayPolicy,
@@ -84,6 +102,7 @@ export class TunnelSlot implements BackendTransport {
     opts: TunnelSlotOptions = {},
   ) {
     this.#graceMs = opts.drainGraceMs ?? TUNNEL_DRAIN_GRACE_MS;
+    this.#drainPingMs = opts.drainPingMs ?? DRAIN_PING_MS;
   }
 
   /**
@@ -118,6 +137,7 @@ export class TunnelSlot implements BackendTransport {
       role: "client",
       keepAliveIntervalMs: opts.keepAliveIntervalMs ?? TUNNEL_KEEPALIVE_MS,
       windowSize: TUNNEL_STREAM_WINDOW,
+      ...(opts.pingTimeoutMs ? { pingTimeoutMs: opts.pingTimeoutMs } : {}),
     });
     this.#session = session;
     this.#serial = serial;
@@ -176,15 +196,27 @@ export class TunnelSlot implements BackendTransport {
         drained_ms: Date.now() - started,
       });
     };
+    // A controller that redials because its old connection died leaves that
+    // one silent: its calls cannot finish, so it goes once a ping goes
+    // unanswered (one at the start, then every drainPingMs).
+    let lastPing = 0;
+    let pinging = false;
+    const probe = () => {
+      pinging = true;
+      lastPing = Date.now();
+      old.ping().then(
+        () => pinging = false,
+        () => finish(old.isClosed ? "ended" : "unresponsive"),
+      );
+    };
     check = setInterval(() => {
       if (old.isClosed) finish("ended");
       else if (old.streamCount === 0) finish("drained");
       else if (Date.now() - started >= this.#graceMs) finish("grace-over");
-    }, Math.min(DRAIN_CHECK_MS, this.#graceMs));
+      else if (!pinging && Date.now() - lastPing >= this.#drainPingMs) probe();
+    }, Math.min(DRAIN_CHECK_MS, this.#graceMs, this.#drainPingMs));
     this.#draining.set(old, { serial, finish });
-    // A controller that redials because its old connection died leaves that
-    // one silent: its calls cannot finish, so it goes once a ping goes unanswered.
-    old.ping().catch(() => finish(old.isClosed ? "ended" : "unresponsive"));
+    probe();
     this.log.info("a new controller tunnel replaces the previous one: the previous one drains", {
       code: "tunnel-drain-start",
       serial,

@@ -30,11 +30,19 @@
  * becomes the live session (policy pushed as on any dial) and the old one is
  * retired: a go-away (no new substream), its calls finish, and the relay
  * closes it after its drain (relay/tunnel.ts), or this side does after
- * RETIRE_MS. The status stays "up" throughout. An original Go relay is not
- * cycled: it takes one controller connection at a time (CONTRACTS.md §3.4,
- * a second one waits until the first closes), so a cycle there could only
- * cut the live session; it checked the certificate at the handshake only,
- * and the next dial presents the renewed one.
+ * RETIRE_MS. The status stays "up" throughout. While a cycle runs, the end
+ * of the old session is not the end of the tunnel (the relay closes an idle
+ * replaced session at once). If the new session fails after the relay may
+ * have taken it, and the relay sent the old one a go-away (then or later),
+ * the relay has no usable tunnel: the old one is retired and the client
+ * redials at once. A go-away otherwise means another controller session
+ * replaced this one: it finishes its calls, and no immediate redial follows
+ * (two controllers would swap the relay back and forth).
+ *
+ * An original Go relay is not cycled: it takes one controller connection at
+ * a time (CONTRACTS.md §3.4, a second one waits until the first closes), so
+ * a cycle there could only cut the live session; it checked the certificate
+ * at the handshake only, and the next dial presents the renewed one.
  */
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../core/log.ts";
@@ -93,6 +101,8 @@ export interface TunnelClientOptions {
   log: Logger;
   backoff?: { initialMs: number; maxMs: number; stableMs: number };
   keepAliveIntervalMs?: number;
+  /** How long a ping (a cycle's check of its new session, keepalive) waits for the answer (default 10 s). */
+  pingTimeoutMs?: number;
   /** Deadline of one policy push (default 5 s). */
   policyTimeoutMs?: number;
   /** Longest a session retired by a cycle is kept (default RETIRE_MS). */
@@ -160,6 +170,19 @@ export class TunnelClient {
   #retired = new Set<MuxSession>();
   #cycling = false;
   #cycleAgain = false;
+  /** The live session a cycle is replacing: its end is the cycle's to handle, not the redial loop's. */
+  #cycleFrom: MuxSession | null = null;
+  /** A cycle's connection not adopted yet (stop() closes it). */
+  #pending: { socket: DialledRelay["socket"]; session: MuxSession | null } | null = null;
+  /** Sessions on which the relay sent a go-away (it opens no new substream there). */
+  #goneAway = new WeakSet<MuxSession>();
+  /**
+   * A failed cycle reached the relay, which may have switched to that (now
+   * dead) session: a go-away on the live session then means the relay has none.
+   */
+  #ghost = false;
+  /** The next redial goes at once (the relay moved off the live session). */
+  #redialNow = false;
   /** Aborted by stop(): ends a cycle's dial or its wait before a retry. */
   #stopAbort = new AbortController();
   /** Sessions established so far (observability and tests). */
@@ -237,6 +260,9 @@ export class TunnelClient {
     this.#dialAbort?.abort(stoppedError());
     this.#stopAbort.abort(stoppedError());
     for (const w of this.#upWaiters.splice(0)) w.reject(stoppedError());
+    const pending = this.#pending;
+    pending?.socket.destroy();
+    await pending?.session?.close();
     await Promise.all([...this.#retired].map((s) => s.close()));
     await this.#session?.close();
     await this.#loop;
@@ -272,7 +298,8 @@ export class TunnelClient {
       for (;;) {
         this.#cycleAgain = false;
         const outcome = await this.#cycleOnce();
-        if (this.#stopped) return;
+        // "ended": the redial loop took over (it presents the current certificate).
+        if (this.#stopped || outcome === "ended") return;
         if (outcome === "failed") {
           await sleep(delay, this.#stopAbort.signal);
           delay = Math.min(delay * 2, b.maxMs);
@@ -283,8 +310,13 @@ export class TunnelClient {
     }
   }
 
-  /** One make-before-break cycle of the live session. */
-  async #cycleOnce(): Promise<"done" | "skipped" | "failed"> {
+  /**
+   * One make-before-break cycle of the live session. While it runs, the end
+   * of the old session is not the end of the tunnel: the relay closes an idle
+   * replaced session soon after it took the new one, possibly before this
+   * side has read the new session's answer.
+   */
+  async #cycleOnce(): Promise<"done" | "skipped" | "failed" | "ended"> {
     const old = this.#session;
     const certPem = this.opts.identity.certPem;
     // Down or dialling: the next session presents the new certificate anyway.
@@ -301,7 +333,8 @@ export class TunnelClient {
       });
       return "skipped";
     }
-    let dialled: DialledRelay;
+    this.#cycleFrom = old;
+    let dialled: DialledRelay | null = null;
     let session: MuxSession | null = null;
     try {
       dialled = await dialRelay(
@@ -310,33 +343,57 @@ export class TunnelClient {
         undefined,
         this.#stopAbort.signal,
       );
-      // The old session ended meanwhile: the redial loop takes over.
-      if (this.#stopped || this.#session !== old || old.isClosed) {
+      if (this.#stopped) {
         dialled.socket.destroy();
         return "skipped";
       }
-      session = newSession(dialled, this.opts.keepAliveIntervalMs);
+      this.#pending = { socket: dialled.socket, session: null };
+      session = newSession(dialled, this.opts);
+      this.#pending.session = session;
       // Answered: the relay holds it as its tunnel (it switches at attach),
-      // so no call goes to the old one from now on.
+      // so no call goes to the old one from now on, even if the old one ended.
       await session.ping();
     } catch (e) {
       void session?.close();
+      dialled?.socket.destroy();
       if (this.#stopped) return "skipped";
-      log.warn("tunnel cycle failed: the old session goes on", {
+      // The relay switches at attach: once it took the dead session it sent
+      // the old one a go-away (or closed it), and has no usable tunnel.
+      if (old.isClosed || this.#goneAway.has(old)) {
+        log.warn(
+          "tunnel cycle failed and the relay had moved off the old session: redialling at once",
+          {
+            code: "tunnel-cycle-failed",
+            relay,
+            error: e,
+            old_session: old.isClosed ? "closed" : "go-away",
+          },
+        );
+        this.#abandon(old);
+        return "ended";
+      }
+      // The relay may still take it (a dial refused by this side after the
+      // handshake counts too): a go-away arriving later means the same.
+      this.#ghost = true;
+      log.warn("tunnel cycle failed: the old session serves on (the relay sent it no go-away)", {
         code: "tunnel-cycle-failed",
         relay,
         error: e,
       });
       return "failed";
+    } finally {
+      this.#cycleFrom = null;
+      this.#pending = null;
     }
-    if (this.#stopped || this.#session !== old || old.isClosed) {
+    if (this.#stopped) {
       void session.close();
       return "skipped";
     }
     const oldSerial = this.#dialledSerial;
     this.#adopt(session, dialled, certPem);
     const newSerial = this.#dialledSerial;
-    this.#retire(old);
+    this.#ghost = false;
+    if (!old.isClosed) this.#retire(old);
     this.cycles++;
     this.#checkRevoked();
     const policy = await this.#sendPolicy(session);
@@ -349,6 +406,44 @@ export class TunnelClient {
       policy,
     });
     return "done";
+  }
+
+  /**
+   * The relay no longer uses the live session `s`: its calls may finish
+   * (retired unless closed), and the redial loop dials again at once.
+   */
+  #abandon(s: MuxSession): void {
+    if (this.#session !== s) return;
+    this.#redialNow = true;
+    if (s.isClosed) {
+      void s.closed.then((reason) => this.#sessionEnded?.(reason));
+      return;
+    }
+    this.#retire(s);
+    this.#sessionEnded?.(new Error("the relay moved off this session (go-away)"));
+  }
+
+  /** A go-away from the relay on `s`; on the live session outside a cycle, see #ghost. */
+  #onGoAway(s: MuxSession): void {
+    this.#goneAway.add(s);
+    if (s !== this.#session || this.#cycleFrom === s || this.#stopped) return;
+    if (this.#ghost) {
+      this.#ghost = false;
+      this.opts.log.warn(
+        "the relay moved off the live tunnel after a failed cycle: redialling at once",
+        { code: "tunnel-replaced", relay: this.#where() },
+      );
+      this.#abandon(s);
+      return;
+    }
+    // Another controller session (e.g. a second controller holding a valid
+    // certificate) is the relay's newest, or the relay is closing: this one
+    // finishes its calls until the relay closes it (then the usual backoff);
+    // redialling at once would swap two controllers in a loop.
+    this.opts.log.warn(
+      "the relay sent a go-away on the live tunnel (another controller session replaced it, or the relay is closing): it finishes its calls",
+      { code: "tunnel-replaced", relay: this.#where() },
+    );
   }
 
   /** A retired session takes no new substream; its calls finish; it is closed at the latest after retireMs. */
@@ -457,6 +552,7 @@ export class TunnelClient {
     this.#dialledSerial = serialOf(parseCertificates(certPem)[0]);
     this.#lastError = null;
     this.sessions++;
+    void session.peerGoAway.then(() => this.#onGoAway(session));
     void this.#serve(session);
   }
 
@@ -464,7 +560,8 @@ export class TunnelClient {
   async #serve(session: MuxSession): Promise<void> {
     for await (const stream of session) this.#route(webToNode(stream));
     const reason = await session.closed;
-    if (this.#session === session) this.#sessionEnded?.(reason);
+    // A cycle replacing it decides what the end means (#cycleOnce).
+    if (this.#session === session && this.#cycleFrom !== session) this.#sessionEnded?.(reason);
   }
 
   async #run(): Promise<void> {
@@ -492,7 +589,7 @@ export class TunnelClient {
           break;
         }
         const ended = new Promise<Error | null>((resolve) => this.#sessionEnded = resolve);
-        const session = newSession(dialled, this.opts.keepAliveIntervalMs);
+        const session = newSession(dialled, this.opts);
         this.#adopt(session, dialled, certPem);
         started = Date.now();
         this.#state = "up";
@@ -531,7 +628,8 @@ export class TunnelClient {
       // A revoked relay is only retried at the slowest pace.
       const revoked = this.#lastError?.code === "revoked" ||
         this.#lastError?.code === "relay-revoked";
-      const wait = revoked ? b.maxMs : delay;
+      const wait = this.#redialNow ? 0 : revoked ? b.maxMs : delay;
+      this.#redialNow = false;
       this.#state = "backoff";
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);
@@ -549,11 +647,15 @@ export class TunnelClient {
 }
 
 /** The multiplexer session on a dialled relay connection (the relay is the yamux client). */
-function newSession(dialled: DialledRelay, keepAliveIntervalMs = 20_000): MuxSession {
+function newSession(
+  dialled: DialledRelay,
+  o: { keepAliveIntervalMs?: number; pingTimeoutMs?: number },
+): MuxSession {
   return new MuxSession(nodeToWeb(dialled.socket), {
     role: "server",
     windowSize: TUNNEL_STREAM_WINDOW,
-    keepAliveIntervalMs,
+    keepAliveIntervalMs: o.keepAliveIntervalMs ?? 20_000,
+    pingTimeoutMs: o.pingTimeoutMs ?? 10_000,
   });
 }
 

@@ -143,6 +143,9 @@ interface PendingPing {
  */
 export class MuxSession implements AsyncIterable<MuxStream> {
   readonly closed: Promise<MuxError | null>;
+  /** Resolves when the peer sends a normal go-away (it takes no new stream from then on). */
+  readonly peerGoAway: Promise<void>;
+  #resolvePeerGoAway!: () => void;
   readonly #limits: Limits;
   readonly #client: boolean;
   readonly #input: FrameInput;
@@ -181,6 +184,7 @@ export class MuxSession implements AsyncIterable<MuxStream> {
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
+    this.peerGoAway = new Promise((resolve) => this.#resolvePeerGoAway = resolve);
     try {
       this.#input = new FrameInput(conn.readable);
       this.#writer = conn.writable.getWriter();
@@ -580,6 +584,7 @@ export class MuxSession implements AsyncIterable<MuxStream> {
     switch (h.length) {
       case GO_AWAY_NORMAL:
         this.#remoteGoAway = true;
+        this.#resolvePeerGoAway();
         return;
       case GO_AWAY_PROTOCOL_ERROR:
         throw new MuxError(

@@ -24,7 +24,7 @@ import { startEchoBackend } from "../support/echo_backend.ts";
 import { startOriginalRelay } from "../support/original_relay.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "../support/pki_fixture.ts";
 import { deviceClient } from "../support/relay_harness.ts";
-import { openBidi, waitForCode } from "../support/tunnel_cycle.ts";
+import { openBidi, waitForCode, withCode } from "../support/tunnel_cycle.ts";
 import { closeClients, until, WAIT_MS, within } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -117,9 +117,15 @@ Deno.test({
     );
     const revokedByB: string[] = [];
     let b: ReturnType<typeof controller> | undefined;
+    let heldOnA: Duplex | undefined;
     try {
       await within(a.client.whenUp(), WAIT_MS, "A's tunnel");
       await until(() => a.client.status.policy.lastAnswer === "ok", WAIT_MS, "A's first policy");
+      // A call in flight on A: once replaced, A's session drains (it is not
+      // idle, so the relay keeps it) until something closes it.
+      heldOnA = await within(slot.dial(), WAIT_MS, "a backend dial held on A");
+      heldOnA.on("error", () => {});
+      await until(() => a.accepted.length === 1, WAIT_MS, "A to get the held substream");
 
       // B dials: the relay switches to it at once and drains A.
       b = controller(fleet, listener.port, leafB, () => doc([...revokedByB]), logsB);
@@ -141,8 +147,14 @@ Deno.test({
       // New work (backend substreams) goes to B only.
       for (let i = 0; i < 3; i++) (await within(slot.dial(), WAIT_MS, "a backend dial")).destroy();
       await until(() => b!.accepted.length === 3, WAIT_MS, "B to get the three substreams");
-      assert.equal(a.accepted.length, 0, "the replaced session got no new stream");
-      assert.equal(slot.draining, 1);
+      assert.equal(a.accepted.length, 1, "the replaced session got no new stream");
+      assert.equal(slot.draining, 1, "A's session drains (its call is still open)");
+      await until(
+        () => withCode(logsA, "tunnel-replaced").length === 1,
+        WAIT_MS,
+        "A to see the relay's go-away (it does not take the tunnel back)",
+      );
+      assert.deepEqual(serials, [serialA, serialB]);
 
       // B revokes A's certificate: A's draining session is closed at once, and A's
       // redials are refused before they can replace B.
@@ -150,6 +162,15 @@ Deno.test({
       assert.equal(await within(b.client.pushPolicy(), WAIT_MS, "B's push"), "ok");
       const end = await waitForCode(relayLogs, "tunnel-drain-end", "A's session to close");
       assert.equal(end.serial, serialA);
+      // Closed by the revocation (the listener drops the connection), not drained nor timed out.
+      const revokedLine = await waitForCode(relayLogs, "controller-revoked", "A's revocation");
+      assert.equal(revokedLine.serial, serialA);
+      assert.equal(end.reason, "ended");
+      assert.ok(
+        relayLogs.findIndex((l) => l.includes('"controller-revoked"')) <
+          relayLogs.findIndex((l) => l.includes('"tunnel-drain-end"')),
+        "the revocation closed A's session before its drain ended",
+      );
       await until(
         () => relayLogs.some((l) => l.includes("refused a non-controller connection")),
         WAIT_MS,
@@ -160,9 +181,10 @@ Deno.test({
       assert.ok(slot.connected);
       (await within(slot.dial(), WAIT_MS, "a backend dial")).destroy();
       await until(() => b!.accepted.length === 4, WAIT_MS, "B to keep getting new work");
-      assert.equal(a.accepted.length, 0);
+      assert.equal(a.accepted.length, 1);
       assert.equal(b.client.status.state, "up");
     } finally {
+      heldOnA?.destroy();
       for (const s of [...a.accepted, ...(b?.accepted ?? [])]) s.destroy();
       await within(a.client.stop(), WAIT_MS, "A to stop");
       await within(b?.client.stop() ?? Promise.resolve(), WAIT_MS, "B to stop");

@@ -192,8 +192,13 @@ Deno.test("mux session: go-away stops new streams, existing ones go on", async (
   const served = echoServer(server);
   const before = await client.open();
   await client.ping(); // the server has seen the SYN before it goes away
+  let told = false;
+  void client.peerGoAway.then(() => (told = true));
+  await client.ping();
+  assert.equal(told, false, "peerGoAway waits for the peer's go-away");
   server.goAway();
   await client.ping(); // frames are in order: the go-away arrived before the pong
+  await client.peerGoAway;
   await assert.rejects(client.open(), isCode("go-away"));
   await assert.rejects(
     server.open(),
