@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
-import { type PushOutcome, TunnelClient } from "../../controller/relay/tunnel_client.ts";
+import type { PushOutcome } from "../../controller/relay/tunnel_client.ts";
 import { createLogger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
 import { type PolicyDocument, RelayPolicy } from "../../core/relay_policy.ts";
@@ -24,43 +24,21 @@ import { startEchoBackend } from "../support/echo_backend.ts";
 import { startOriginalRelay } from "../support/original_relay.ts";
 import { type Fleet, type IssuedLeaf, makeFleet } from "../support/pki_fixture.ts";
 import { deviceClient } from "../support/relay_harness.ts";
-import { openBidi, waitForCode, withCode } from "../support/tunnel_cycle.ts";
+import { controllerTunnel, openBidi, waitForCode, withCode } from "../support/tunnel_cycle.ts";
 import { closeClients, until, WAIT_MS, within } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
-/** A controller's tunnel client presenting `leaf`; counts the substreams the relay opens to it. */
+/** A controller's tunnel client presenting `leaf` (substreams counted, or served by `serve`). */
 function controller(
   fleet: Fleet,
   port: number,
   leaf: IssuedLeaf,
   policy: () => PolicyDocument,
   logs: string[],
-  /** Where the substreams go (a gRPC server); by default they are only counted. */
   serve?: (c: Duplex) => void,
 ) {
-  const accepted: Duplex[] = [];
-  /** Read at each dial; a renewal changes it in place (as controller/relay/links.ts does). */
-  const identity = {
-    certPem: leaf.chainPem,
-    keyPem: leaf.keyPem,
-    caPem: fleet.rootPem + pki.certPem(fleet.pki.fleet.cert),
-    trust: fleet.trust,
-  };
-  const client = new TunnelClient({
-    target: { host: "127.0.0.1", port, serverName: "127.0.0.1" },
-    identity,
-    accept: (c) => {
-      c.on("error", () => {}); // the test resets them from the relay's end
-      accepted.push(c);
-      serve?.(c);
-    },
-    policy,
-    log: createLogger("controller", { sink: (l) => logs.push(l) }),
-    backoff: { initialMs: 100, maxMs: 500, stableMs: 5000 },
-  });
-  client.start();
-  return { client, accepted, identity };
+  return controllerTunnel(fleet, port, leaf, { policy, logs, serve });
 }
 
 Deno.test({

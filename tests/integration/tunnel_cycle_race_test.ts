@@ -7,9 +7,7 @@
  * while the new session waits for its answer.
  */
 import assert from "node:assert/strict";
-import type { Duplex } from "node:stream";
 import type tls from "node:tls";
-import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
 import { createLogger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
 import { RelayPolicy } from "../../core/relay_policy.ts";
@@ -17,7 +15,7 @@ import { listenForController } from "../../relay/controller_listener.ts";
 import { nodeToWeb } from "../../relay/host/web_node.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
 import { type Fleet, makeFleet } from "../support/pki_fixture.ts";
-import { waitForCode, withCode } from "../support/tunnel_cycle.ts";
+import { controllerTunnel, waitForCode, withCode } from "../support/tunnel_cycle.ts";
 import { until, WAIT_MS, within } from "../support/wait.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -80,27 +78,13 @@ async function scriptedRelay(
 async function cyclingController(fleet: Fleet, port: number) {
   const leaf = await fleet.issue({ kind: "controller-client" });
   const logs: string[] = [];
-  const accepted: Duplex[] = [];
-  const identity = {
-    certPem: leaf.chainPem,
-    keyPem: leaf.keyPem,
-    caPem: fleet.rootPem + pki.certPem(fleet.pki.fleet.cert),
-    trust: fleet.trust,
-  };
-  const client = new TunnelClient({
-    target: { host: "127.0.0.1", port, serverName: "127.0.0.1" },
-    identity,
-    accept: (c) => {
-      c.on("error", () => {});
-      accepted.push(c);
-    },
+  const { client, accepted, identity } = controllerTunnel(fleet, port, leaf, {
     policy: () => ({ v: 1, revision: 1, revoked_serials: [], egress_allow: [] }),
-    log: createLogger("controller", { sink: (l) => logs.push(l) }),
+    logs,
     backoff: { initialMs: NEVER_MS, maxMs: NEVER_MS, stableMs: NEVER_MS },
     keepAliveIntervalMs: 0,
     pingTimeoutMs: NEVER_MS,
   });
-  client.start();
   await within(client.whenUp(), WAIT_MS, "the tunnel");
   return {
     client,

@@ -9,19 +9,21 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import type { Duplex } from "node:stream";
 import { resolveConfig } from "../../controller/config.ts";
-import type { TunnelClient } from "../../controller/relay/tunnel_client.ts";
+import { TunnelClient } from "../../controller/relay/tunnel_client.ts";
 import { type RunningController, startController } from "../../controller/serve.ts";
 import { serviceCert } from "../../controller/service_certs.ts";
 import { openState } from "../../controller/state.ts";
 import { createLogger } from "../../core/log.ts";
 import * as pki from "../../core/pki/mod.ts";
-import { RelayPolicy } from "../../core/relay_policy.ts";
+import { type PolicyDocument, RelayPolicy } from "../../core/relay_policy.ts";
 import { listenForController } from "../../relay/controller_listener.ts";
 import { nodeToWeb } from "../../relay/host/web_node.ts";
 import { type RunningRelay, startRelay } from "../../relay/relay.ts";
 import { TunnelSlot } from "../../relay/tunnel.ts";
 import { echoPkg } from "./echo_backend.ts";
+import type { Fleet, IssuedLeaf } from "./pki_fixture.ts";
 import { CALL_DEADLINE_MS, deadline, unary } from "./relay_harness.ts";
 import { closeClients, until, WAIT_MS, within } from "./wait.ts";
 
@@ -255,4 +257,50 @@ export function openBidi(client: any) {
       return status!;
     },
   };
+}
+
+/**
+ * A controller's tunnel client to `port` presenting `leaf`, started: the
+ * relay's substreams are collected in `accepted` (and handed to `serve`
+ * when given); `identity` is read at each dial, so a test renews it in
+ * place as controller/relay/links.ts does.
+ */
+export function controllerTunnel(
+  fleet: Fleet,
+  port: number,
+  leaf: IssuedLeaf,
+  opts: {
+    policy: () => PolicyDocument;
+    logs: string[];
+    serve?: (c: Duplex) => void;
+    backoff?: { initialMs: number; maxMs: number; stableMs: number };
+    keepAliveIntervalMs?: number;
+    pingTimeoutMs?: number;
+  },
+) {
+  const accepted: Duplex[] = [];
+  const identity = {
+    certPem: leaf.chainPem,
+    keyPem: leaf.keyPem,
+    caPem: fleet.rootPem + pki.certPem(fleet.pki.fleet.cert),
+    trust: fleet.trust,
+  };
+  const client = new TunnelClient({
+    target: { host: "127.0.0.1", port, serverName: "127.0.0.1" },
+    identity,
+    accept: (c) => {
+      c.on("error", () => {}); // tests reset them from the relay's end
+      accepted.push(c);
+      opts.serve?.(c);
+    },
+    policy: opts.policy,
+    log: createLogger("controller", { sink: (l) => opts.logs.push(l) }),
+    backoff: opts.backoff ?? { initialMs: 100, maxMs: 500, stableMs: 5000 },
+    ...(opts.keepAliveIntervalMs !== undefined
+      ? { keepAliveIntervalMs: opts.keepAliveIntervalMs }
+      : {}),
+    ...(opts.pingTimeoutMs !== undefined ? { pingTimeoutMs: opts.pingTimeoutMs } : {}),
+  });
+  client.start();
+  return { client, accepted, identity };
 }
