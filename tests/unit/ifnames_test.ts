@@ -15,7 +15,10 @@ Deno.test("ifnames: a live control socket holds its name; a stale one is removed
     const daemon = new Deno.Command(Deno.execPath(), {
       args: [
         "eval",
-        `Deno.listen({ transport: "unix", path: ${JSON.stringify(path)} }); console.log("up");`,
+        // Serves until killed: accepts and closes each connection.
+        `const l = Deno.listen({ transport: "unix", path: ${
+          JSON.stringify(path)
+        } }); console.log("up"); for await (const c of l) c.close();`,
       ],
       stdout: "piped",
     }).spawn();
