@@ -87,15 +87,15 @@ async function runFile(file: string, extra: string[]): Promise<FileResult> {
   // deno-lint-ignore no-control-regex
   const plain = tail.replace(/\x1b\[[0-9;]*m/g, "");
   const m = plain.match(SUMMARY);
+  const crashed = m === null && !status.success;
   return {
     passed: m ? Number(m[1]) : 0,
     failed: m ? Number(m[2]) : 0,
     ignored: m?.[3] ? Number(m[3]) : 0,
-    crashed: m === null && !status.success,
+    crashed,
     // The test process died of the known nghttp2 assertion or a segfault (JavaScript can
-    // raise neither, so that is Deno's own: the same bug shows both ways, see README)…
-    runtimeAbort: !status.success && m === null &&
-      (status.signal === "SIGSEGV" || plain.includes(RUNTIME_ABORT)),
+    // raise neither, so that is Deno's own: the same bug shows both ways, see README).
+    runtimeAbort: crashed && (status.signal === "SIGSEGV" || plain.includes(RUNTIME_ABORT)),
     code: status.code,
     signal: status.signal,
     failures: failuresIn(plain),
@@ -143,12 +143,11 @@ async function main(): Promise<number> {
   const failures: string[] = [];
   for (const file of files) {
     let r = await runFile(file, extra);
-    // The test process itself, or a process a test runs (relay, controller) and names in a
-    // failure, hit the runtime's abort: once more.
-    // … or every failed test's own error says a process it ran died so.
+    // Once more when the test process died of the runtime's abort, or when every failed
+    // test's own error says that a process it ran (relay, controller) died so.
     const childCrashes = r.failed > 0 && r.failures.length === r.failed &&
       r.failures.every((f) => f.includes(CHILD_RUNTIME_CRASH) || f.includes(RUNTIME_ABORT));
-    if ((r.crashed && r.runtimeAbort) || childCrashes) {
+    if (r.runtimeAbort || childCrashes) {
       retried.push(file);
       const who = r.crashed
         ? `the test process crashed inside the Deno runtime (${r.signal ?? `exit ${r.code}`})`
