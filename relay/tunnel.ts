@@ -79,19 +79,14 @@ export interface AttachOptions {
   pingTimeoutMs?: number;
 }
 
-interface Draining {
-  serial: string | null;
-  finish(reason: string): void;
-}
-
 export class TunnelSlot implements BackendTransport {
   readonly name = "tunnel";
   #session: MuxSession | null = null;
   #serial: string | null = null;
   /** The session whose controller announced plain HTTP/2 (see inProcess). */
   #plainSession: MuxSession | null = null;
-  /** Replaced sessions finishing their calls, oldest first. */
-  #draining = new Map<MuxSession, Draining>();
+  /** Replaced sessions finishing their calls, oldest first, each with what closes it. */
+  #draining = new Map<MuxSession, (reason: string) => void>();
   #listeners = new Set<() => void>();
   readonly #graceMs: number;
   readonly #drainPingMs: number;
@@ -169,8 +164,7 @@ export class TunnelSlot implements BackendTransport {
   }
 
   async close(): Promise<void> {
-    const draining = [...this.#draining.values()];
-    for (const d of draining) d.finish("relay-closing");
+    for (const finish of [...this.#draining.values()]) finish("relay-closing");
     await this.#session?.close();
     this.#session = null;
   }
@@ -215,7 +209,7 @@ export class TunnelSlot implements BackendTransport {
       else if (Date.now() - started >= this.#graceMs) finish("grace-over");
       else if (!pinging && Date.now() - lastPing >= this.#drainPingMs) probe();
     }, Math.min(DRAIN_CHECK_MS, this.#graceMs, this.#drainPingMs));
-    this.#draining.set(old, { serial, finish });
+    this.#draining.set(old, finish);
     probe();
     this.log.info("a new controller tunnel replaces the previous one: the previous one drains", {
       code: "tunnel-drain-start",
@@ -225,7 +219,7 @@ export class TunnelSlot implements BackendTransport {
       grace_ms: this.#graceMs,
     });
     if (this.#draining.size > MAX_DRAINING) {
-      this.#draining.values().next().value!.finish("too-many-draining");
+      this.#draining.values().next().value!("too-many-draining");
     }
   }
 
